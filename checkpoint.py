@@ -1,0 +1,90 @@
+"""Checkpoint files: save one under a fresh timestamped name, find the newest, load one safely."""
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from model import MnistCNN
+
+CHECKPOINT_PREFIX = "mnist_cnn_"
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable, unsafe or not a MnistCNN checkpoint."""
+
+
+def free_checkpoint_path(out_dir: Path, stamp: str) -> Path:
+    """Return out_dir/mnist_cnn_<stamp>.pt, or with -1, -2, ... appended, such that neither it nor its JSON exists."""
+    suffix = 0
+    while True:
+        name = CHECKPOINT_PREFIX + stamp + (f"-{suffix}" if suffix else "")
+        path = out_dir / f"{name}.pt"
+        if not path.exists() and not path.with_suffix(".json").exists():
+            return path
+        suffix += 1
+
+
+def save_checkpoint(out_dir: Path, stamp: str, checkpoint: dict, metadata: dict) -> tuple[Path, Path]:
+    """Write checkpoint and its JSON metadata under a fresh timestamped name, never overwriting a file.
+
+    Both are written to temporary names in out_dir first; the checkpoint is then hard-linked to its
+    final name (which fails rather than overwrite) and the JSON renamed beside it, so an interruption
+    never leaves a half-written file under a final name.
+    """
+    temporary = out_dir / f".{CHECKPOINT_PREFIX}{stamp}.{os.getpid()}.tmp"
+    temporary_metadata = temporary.with_suffix(".json.tmp")
+    try:
+        torch.save(checkpoint, temporary)
+        temporary_metadata.write_text(json.dumps(metadata, indent=2) + "\n")
+        while True:
+            checkpoint_path = free_checkpoint_path(out_dir, stamp)
+            try:
+                os.link(temporary, checkpoint_path)
+                break
+            except FileExistsError:
+                continue
+        metadata_path = checkpoint_path.with_suffix(".json")
+        os.replace(temporary_metadata, metadata_path)
+    finally:
+        temporary.unlink(missing_ok=True)
+        temporary_metadata.unlink(missing_ok=True)
+    return checkpoint_path, metadata_path
+
+
+def newest_checkpoint(folder: Path) -> Path:
+    """Return the most recently written mnist_cnn_*.pt in folder."""
+    candidates = sorted(folder.glob(f"{CHECKPOINT_PREFIX}*.pt"), key=lambda path: path.stat().st_mtime)
+    if not candidates:
+        raise CheckpointError(f"no {CHECKPOINT_PREFIX}*.pt checkpoint in {folder}/ (train one with python train.py)")
+    return candidates[-1]
+
+
+def load_checkpoint(path: Path, device: torch.device) -> tuple[MnistCNN, dict]:
+    """Load path with torch.load(weights_only=True) only; return the model on device, in eval mode, and its metadata."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"refused to load {path}: it holds objects that torch.load(weights_only=True) does not allow"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile):
+        raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or another format)") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model_state_dict"), dict):
+        raise CheckpointError(f"{path} is not a MnistCNN checkpoint: it has no model_state_dict")
+    model = MnistCNN().to(device=device, memory_format=torch.channels_last)
+    try:
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except RuntimeError:
+        raise CheckpointError(f"{path} holds weights of another architecture than MnistCNN in model.py") from None
+    metadata = {key: value for key, value in checkpoint.items() if key != "model_state_dict"}
+    return model.eval(), metadata

@@ -1,0 +1,58 @@
+"""MnistCNN: a small convolutional network for 28x28 MNIST digits, under 25,000 parameters."""
+
+import torch
+from torch import nn
+
+INPUT_SHAPE = (1, 28, 28)
+NUM_CLASSES = 10
+PARAMETER_BUDGET = 25_000
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> list[nn.Module]:
+    """Return a convolution without bias, batch norm and ReLU, keeping the size (divided by stride)."""
+    return [
+        nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=kernel_size // 2,
+            bias=False,
+        ),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def conv_pool_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
+    """Return a 3x3 convolution followed by 2x2 max pooling, then batch norm and ReLU on the smaller map."""
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.MaxPool2d(2),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class MnistCNN(nn.Module):
+    """Map images of shape (N, 1, 28, 28), normalised with MNIST's mean and std, to logits of shape (N, 10)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            *conv_bn_relu(1, 16, kernel_size=5, stride=2),  # 14x14
+            *conv_pool_bn_relu(16, 32),  # 7x7
+            *conv_pool_bn_relu(32, 48),  # 3x3
+        )
+        self.classifier = nn.Linear(48 * 3 * 3, NUM_CLASSES)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Return the logits for a batch of images; raise ValueError for any other input shape."""
+        if images.dim() != 4 or tuple(images.shape[1:]) != INPUT_SHAPE or images.shape[0] < 1:
+            raise ValueError(f"MnistCNN expects input of shape (N, 1, 28, 28) with N >= 1, got {tuple(images.shape)}")
+        return self.classifier(self.features(images).flatten(1))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Return the number of trainable parameters of model."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,211 @@
+"""Training: the one session run's accuracy and files, the checkpoint writer, the accuracy gate and the CLI."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from checkpoint import load_checkpoint, save_checkpoint
+from model import MnistCNN
+
+ROOT = Path(__file__).resolve().parents[1]
+MIN_ACCURACY = 95.0
+CHECKPOINT_NAME = re.compile(r"mnist_cnn_\d{8}-\d{6}(-\d+)?\.pt")
+METRIC_KEYS = {
+    "test_accuracy",
+    "test_loss",
+    "train_accuracy",
+    "train_loss",
+    "train_seconds",
+}
+
+
+def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run train.py in a subprocess and return what it did."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_one_epoch_reaches_accuracy_floor(trained: train.TrainResult) -> None:
+    metrics = trained.metadata["metrics"]
+    assert metrics["test_accuracy"] >= MIN_ACCURACY
+    assert metrics["train_accuracy"] >= MIN_ACCURACY
+
+
+def test_checkpoint_has_timestamped_name_and_metadata(
+    trained: train.TrainResult,
+) -> None:
+    assert CHECKPOINT_NAME.fullmatch(trained.checkpoint_path.name)
+    checkpoint = torch.load(trained.checkpoint_path, weights_only=True)
+    assert set(checkpoint["metrics"]) >= METRIC_KEYS
+    assert checkpoint["num_parameters"] == trained.metadata["num_parameters"]
+    assert set(checkpoint["versions"]) == {"python", "torch", "torchvision"}
+    assert checkpoint["config"]["epochs"] == 1
+    assert set(vars(train.parse_args([]))) <= set(checkpoint["config"])
+    assert checkpoint["timestamp"][:4].isdigit() and "T" in checkpoint["timestamp"]
+    assert "git_commit" in checkpoint
+
+
+def test_json_matches_checkpoint(trained: train.TrainResult) -> None:
+    checkpoint = torch.load(trained.checkpoint_path, weights_only=True)
+    assert trained.metadata_path == trained.checkpoint_path.with_suffix(".json")
+    stored = json.loads(trained.metadata_path.read_text())
+    assert "model_state_dict" not in stored
+    assert stored == {key: value for key, value in checkpoint.items() if key != "model_state_dict"}
+
+
+def test_checkpoint_reproduces_stored_test_accuracy(trained: train.TrainResult, data_dir: str) -> None:
+    model, metadata = load_checkpoint(trained.checkpoint_path, torch.device("cpu"))
+    images, labels = train.load_mnist(data_dir, train=False, device=torch.device("cpu"))
+    _, accuracy, _ = train.evaluate(model, images, labels, train.autocast_dtype(torch.device("cpu")), progress=False)
+    assert accuracy == pytest.approx(metadata["metrics"]["test_accuracy"], abs=1e-9)
+
+
+def test_same_seed_gives_same_weights(data_dir: str) -> None:
+    images, labels = train.load_mnist(data_dir, train=False, device=torch.device("cpu"))
+    images, labels = images[:1024], labels[:1024]
+    states = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = MnistCNN().to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=8)
+        generator = torch.Generator().manual_seed(0)
+        train.train_epoch(
+            model,
+            optimizer,
+            scheduler,
+            images,
+            labels,
+            128,
+            generator,
+            None,
+            "test",
+            progress=False,
+        )
+        states.append(model.state_dict())
+    for name, tensor in states[0].items():
+        assert torch.equal(tensor, states[1][name]), name
+
+
+def test_save_checkpoint_never_overwrites(tmp_path: Path) -> None:
+    paths = [save_checkpoint(tmp_path, "20260101-000000", {"n": n}, {"n": n}) for n in range(3)]
+    checkpoints = [checkpoint for checkpoint, _ in paths]
+    assert [p.name for p in checkpoints] == [
+        "mnist_cnn_20260101-000000.pt",
+        "mnist_cnn_20260101-000000-1.pt",
+        "mnist_cnn_20260101-000000-2.pt",
+    ]
+    for n, (checkpoint, metadata) in enumerate(paths):
+        assert torch.load(checkpoint, weights_only=True) == {"n": n}
+        assert json.loads(metadata.read_text()) == {"n": n}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for pair in paths for p in pair])
+
+
+def test_failed_save_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(obj: object, path: Path) -> None:
+        Path(path).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, "20260101-000000", {}, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("accuracy", "status"), [(99.0, 1), (99.5, 0), (99.9, 0)])
+def test_min_accuracy_sets_exit_status(
+    accuracy: float, status: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = train.TrainResult(
+        tmp_path / "m.pt",
+        tmp_path / "m.json",
+        {
+            "num_parameters": 1,
+            "metrics": dict.fromkeys(
+                [
+                    "train_accuracy",
+                    "train_loss",
+                    "test_loss",
+                    "train_seconds",
+                    "train_images_per_second",
+                ],
+                1.0,
+            )
+            | {"test_accuracy": accuracy},
+        },
+    )
+    monkeypatch.setattr(train, "run_training", lambda args: result)
+    assert train.main(["--min-accuracy", "99.5"]) == status
+
+
+def test_help_exits_zero() -> None:
+    result = run_script("--help")
+    assert result.returncode == 0
+    for option in [
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--data-dir",
+        "--out-dir",
+        "--device",
+        "--min-accuracy",
+        "--no-progress",
+    ]:
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", "0"], "--epochs: must be greater than 0"),
+        (["--batch-size", "-1"], "--batch-size: must be greater than 0"),
+        (["--lr", "0"], "--lr: must be a finite number greater than 0"),
+        (["--device", "tpu"], "--device: invalid choice: 'tpu'"),
+        (["--min-accuracy", "101"], "--min-accuracy: must be between 0 and 100"),
+    ],
+)
+def test_bad_options_exit_two(args: list[str], message: str) -> None:
+    result = run_script(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_exits_two_without_writing(tmp_path: Path) -> None:
+    unreachable = "http://127.0.0.1:9"
+    env = os.environ | {
+        "http_proxy": unreachable,
+        "https_proxy": unreachable,
+        "HTTP_PROXY": unreachable,
+        "HTTPS_PROXY": unreachable,
+    }
+    out_dir = tmp_path / "out"
+    result = run_script(
+        "--data-dir",
+        str(tmp_path / "empty"),
+        "--out-dir",
+        str(out_dir),
+        "--no-progress",
+        env=env,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: MNIST not found in {tmp_path / 'empty' / 'MNIST' / 'raw'}")
+    for name in train.MNIST_FILES:
+        assert name in lines[0]
+    assert not out_dir.exists()

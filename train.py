@@ -1,0 +1,414 @@
+"""Train MnistCNN on MNIST, evaluate it on the 10,000 test images and save a timestamped checkpoint.
+
+The whole data set lives in memory as one tensor on the training device and batches are index
+slices of it, so the input path costs almost nothing next to the model.
+"""
+
+import argparse
+import datetime
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from tqdm import tqdm
+
+from checkpoint import save_checkpoint
+from model import MnistCNN, count_parameters
+
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+DATA_DIR_ENV = "MNIST_DATA_DIR"
+EVAL_BATCH_SIZE = 1000
+PROGRESS_UPDATES = 20
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+LABEL_SMOOTHING = 0.1
+WARMUP_FRACTION = 0.25
+
+
+class SetupError(Exception):
+    """The data or the device that a run needs is not available."""
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced: the two files it wrote and its metadata."""
+
+    checkpoint_path: Path
+    metadata_path: Path
+    metadata: dict
+
+
+def positive_int(text: str) -> int:
+    """Parse a whole number greater than zero (for argparse)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """Parse a finite number greater than zero (for argparse)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0, got {text}")
+    return value
+
+
+def percentage(text: str) -> float:
+    """Parse a percentage from 0 to 100 (for argparse)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {text}")
+    return value
+
+
+def default_data_dir() -> str:
+    """Return the MNIST folder: $MNIST_DATA_DIR when set, else ./data."""
+    return os.environ.get(DATA_DIR_ENV) or "./data"
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """Add --device, which every script that runs the model shares."""
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="where to compute; auto picks cuda, then mps, then cpu (default: %(default)s)",
+    )
+
+
+def add_data_and_device_options(parser: argparse.ArgumentParser) -> None:
+    """Add --data-dir and --device, which every script that reads MNIST shares."""
+    parser.add_argument(
+        "--data-dir",
+        default=default_data_dir(),
+        help=f"folder holding MNIST/raw/, downloaded there when missing (default: ${DATA_DIR_ENV} or ./data)",
+    )
+    add_device_option(parser)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line of train.py."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=1,
+        help="passes over the training set (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="training batch size (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=positive_float,
+        default=0.4,
+        help="peak learning rate of the one-cycle schedule (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed for initialisation and shuffling (default: %(default)s)",
+    )
+    add_data_and_device_options(parser)
+    parser.add_argument(
+        "--out-dir",
+        default="models",
+        help="folder for the checkpoint and its JSON (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--min-accuracy",
+        type=percentage,
+        default=None,
+        help="exit with status 1, after saving, when test accuracy (in %%) is below this (default: off)",
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (they are off when stderr is not a terminal)",
+    )
+    return parser.parse_args(argv)
+
+
+def pick_device(name: str) -> torch.device:
+    """Return the device named, or for 'auto' the first available of cuda, mps and cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SetupError("--device cuda was asked for, but no CUDA device is available")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise SetupError("--device mps was asked for, but MPS is not available")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Return bfloat16 where the device computes it natively, else None (train in float32)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def load_mnist(data_dir: str, train: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return MNIST's images, normalised, as one (N, 1, 28, 28) channels-last tensor on device, and its labels."""
+    try:
+        dataset = torchvision.datasets.MNIST(root=data_dir, train=train, download=True)
+    except (OSError, RuntimeError) as error:
+        raw = Path(data_dir) / "MNIST" / "raw"
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise SetupError(
+            f"MNIST not found in {raw} (expected {', '.join(MNIST_FILES)}) and the download failed: {reason}"
+        ) from None
+    images = (dataset.data.to(device=device, dtype=torch.float32) / 255 - MNIST_MEAN) / MNIST_STD
+    return images.unsqueeze(1).contiguous(memory_format=torch.channels_last), dataset.targets.to(device)
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    amp_dtype: torch.dtype | None,
+    description: str,
+    progress: bool,
+) -> tuple[float, float]:
+    """Train model for one shuffled pass over images; return the mean loss and the accuracy in %."""
+    model.train()
+    order = torch.randperm(len(images), generator=generator).to(images.device)
+    loss_sum = torch.zeros((), device=images.device)
+    correct = torch.zeros((), dtype=torch.long, device=images.device)
+    steps = math.ceil(len(images) / batch_size)
+    update_every = max(1, steps // PROGRESS_UPDATES)
+    bar = tqdm(range(steps), desc=description, unit="batch", disable=not progress, leave=False)
+    for step in bar:
+        batch = order[step * batch_size : (step + 1) * batch_size]
+        inputs, targets = images[batch], labels[batch]
+        with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(inputs)
+            loss = F.cross_entropy(logits, targets, label_smoothing=LABEL_SMOOTHING)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.detach() * len(batch)
+        correct += (logits.argmax(1) == targets).sum()
+        if progress and (step + 1) % update_every == 0:
+            seen = min((step + 1) * batch_size, len(images))
+            bar.set_postfix(
+                loss=f"{loss_sum.item() / seen:.4f}",
+                acc=f"{100 * correct.item() / seen:.2f}%",
+            )
+    return loss_sum.item() / len(images), 100 * correct.item() / len(images)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    amp_dtype: torch.dtype | None,
+    progress: bool,
+) -> tuple[float, float, torch.Tensor]:
+    """Return the mean loss, the accuracy in % and the predicted labels of model on images."""
+    model.eval()
+    loss_sum = torch.zeros((), device=images.device)
+    predictions = []
+    for start in tqdm(
+        range(0, len(images), EVAL_BATCH_SIZE),
+        desc="evaluate",
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    ):
+        inputs, targets = (
+            images[start : start + EVAL_BATCH_SIZE],
+            labels[start : start + EVAL_BATCH_SIZE],
+        )
+        with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(inputs)
+        loss_sum += F.cross_entropy(logits.float(), targets, reduction="sum")
+        predictions.append(logits.argmax(1))
+    predicted = torch.cat(predictions)
+    accuracy = 100 * (predicted == labels).sum().item() / len(labels)
+    return loss_sum.item() / len(images), accuracy, predicted
+
+
+def git_commit() -> str | None:
+    """Return the commit of the checkout this file lives in, or None outside a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def run_training(args: argparse.Namespace) -> TrainResult:
+    """Train, evaluate and save as args say; return the files written and their metadata."""
+    progress = not args.no_progress and sys.stderr.isatty()
+    device = pick_device(args.device)
+    amp_dtype = autocast_dtype(device)
+    train_images, train_labels = load_mnist(args.data_dir, train=True, device=device)
+    test_images, test_labels = load_mnist(args.data_dir, train=False, device=device)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    model = MnistCNN().to(device=device, memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=args.lr,
+        momentum=MOMENTUM,
+        nesterov=True,
+        weight_decay=WEIGHT_DECAY,
+    )
+    steps_per_epoch = math.ceil(len(train_images) / args.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=args.lr,
+        total_steps=args.epochs * steps_per_epoch,
+        pct_start=WARMUP_FRACTION,
+    )
+
+    train_seconds = 0.0
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        train_loss, train_accuracy = train_epoch(
+            model,
+            optimizer,
+            scheduler,
+            train_images,
+            train_labels,
+            args.batch_size,
+            generator,
+            amp_dtype,
+            f"epoch {epoch}/{args.epochs}",
+            progress,
+        )
+        seconds = time.perf_counter() - start
+        train_seconds += seconds
+        print(
+            f"epoch {epoch}/{args.epochs}: train loss {train_loss:.4f}, train accuracy {train_accuracy:.2f}%, {seconds:.1f} s"
+        )
+
+    start = time.perf_counter()
+    test_loss, test_accuracy, _ = evaluate(model, test_images, test_labels, amp_dtype, progress)
+    eval_seconds = time.perf_counter() - start
+
+    now = datetime.datetime.now().astimezone()
+    metadata = {
+        "metrics": {
+            "test_accuracy": test_accuracy,
+            "test_loss": test_loss,
+            "train_accuracy": train_accuracy,
+            "train_loss": train_loss,
+            "train_seconds": train_seconds,
+            "train_images_per_second": args.epochs * len(train_images) / train_seconds,
+            "eval_seconds": eval_seconds,
+        },
+        "config": {
+            **vars(args),
+            "resolved_device": str(device),
+            "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype else None,
+        },
+        "num_parameters": count_parameters(model),
+        "timestamp": now.isoformat(timespec="seconds"),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": str(torch.__version__),
+            "torchvision": torchvision.__version__,
+        },
+        "git_commit": git_commit(),
+    }
+    state = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
+    checkpoint_path, metadata_path = save_checkpoint(
+        out_dir,
+        now.strftime("%Y%m%d-%H%M%S"),
+        {"model_state_dict": state, **metadata},
+        metadata,
+    )
+    return TrainResult(checkpoint_path, metadata_path, metadata)
+
+
+def print_summary(result: TrainResult) -> None:
+    """Print the run's figures and where its files are."""
+    metrics = result.metadata["metrics"]
+    print(f"parameters       {result.metadata['num_parameters']:,}")
+    print(f"train accuracy   {metrics['train_accuracy']:.2f}%  (loss {metrics['train_loss']:.4f}, over the last epoch)")
+    print(f"test accuracy    {metrics['test_accuracy']:.2f}%  (loss {metrics['test_loss']:.4f}, 10,000 images)")
+    print(f"training time    {metrics['train_seconds']:.2f} s  ({metrics['train_images_per_second']:,.0f} images/s)")
+    print(f"checkpoint       {result.checkpoint_path}")
+    print(f"metadata         {result.metadata_path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run train.py with argv; return the exit status."""
+    args = parse_args(argv)
+    try:
+        result = run_training(args)
+    except SetupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: no checkpoint written", file=sys.stderr)
+        return 130
+    print_summary(result)
+    accuracy = result.metadata["metrics"]["test_accuracy"]
+    if args.min_accuracy is not None and accuracy < args.min_accuracy:
+        print(
+            f"error: test accuracy {accuracy:.2f}% is below --min-accuracy {args.min_accuracy:.2f}%",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
