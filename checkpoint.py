@@ -3,7 +3,6 @@
 import json
 import os
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -65,19 +64,19 @@ def newest_checkpoint(folder: Path) -> Path:
 
 def load_checkpoint(path: Path, device: torch.device) -> tuple[MnistCNN, dict]:
     """Load path with torch.load(weights_only=True) only; return the model on device, in eval mode, and its metadata."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
-    except OSError as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"refused to load {path}: it holds objects that torch.load(weights_only=True) does not allow"
         ) from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile):
+    except PermissionError:
+        raise CheckpointError(f"cannot read checkpoint {path}: permission denied") from None
+    except (OSError, EOFError, KeyError, IndexError, RuntimeError, ValueError, UnicodeDecodeError):
         raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or another format)") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model_state_dict"), dict):
         raise CheckpointError(f"{path} is not a MnistCNN checkpoint: it has no model_state_dict")

@@ -193,7 +193,7 @@ def load_mnist(data_dir: str, train: bool, device: torch.device) -> tuple[torch.
         raise SetupError(
             f"MNIST not found in {raw} (expected {', '.join(MNIST_FILES)}) and the download failed: {reason}"
         ) from None
-    images = (dataset.data.to(device=device, dtype=torch.float32) / 255 - MNIST_MEAN) / MNIST_STD
+    images = dataset.data.to(device=device, dtype=torch.float32).div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)
     return images.unsqueeze(1).contiguous(memory_format=torch.channels_last), dataset.targets.to(device)
 
 
@@ -286,34 +286,35 @@ def git_commit() -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def run_training(args: argparse.Namespace) -> TrainResult:
-    """Train, evaluate and save as args say; return the files written and their metadata."""
-    progress = not args.no_progress and sys.stderr.isatty()
-    device = pick_device(args.device)
-    amp_dtype = autocast_dtype(device)
-    train_images, train_labels = load_mnist(args.data_dir, train=True, device=device)
-    test_images, test_labels = load_mnist(args.data_dir, train=False, device=device)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def make_optimizer(
+    model: nn.Module, lr: float, total_steps: int
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.OneCycleLR]:
+    """Return the recipe's SGD (Nesterov momentum, weight decay) and its one-cycle schedule over total_steps."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM, nesterov=True, weight_decay=WEIGHT_DECAY)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=total_steps, pct_start=WARMUP_FRACTION
+    )
+    return optimizer, scheduler
 
+
+@dataclass
+class FitResult:
+    """A trained model and the figures of its last epoch (training seconds over all epochs)."""
+
+    model: MnistCNN
+    train_loss: float
+    train_accuracy: float
+    train_seconds: float
+
+
+def fit(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, progress: bool) -> FitResult:
+    """Train a fresh MnistCNN on images for args.epochs epochs with args' seed, batch size and learning rate."""
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    model = MnistCNN().to(device=device, memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=args.lr,
-        momentum=MOMENTUM,
-        nesterov=True,
-        weight_decay=WEIGHT_DECAY,
-    )
-    steps_per_epoch = math.ceil(len(train_images) / args.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=args.lr,
-        total_steps=args.epochs * steps_per_epoch,
-        pct_start=WARMUP_FRACTION,
-    )
-
+    model = MnistCNN().to(device=images.device, memory_format=torch.channels_last)
+    steps_per_epoch = math.ceil(len(images) / args.batch_size)
+    optimizer, scheduler = make_optimizer(model, args.lr, args.epochs * steps_per_epoch)
+    amp_dtype = autocast_dtype(images.device)
     train_seconds = 0.0
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
@@ -321,8 +322,8 @@ def run_training(args: argparse.Namespace) -> TrainResult:
             model,
             optimizer,
             scheduler,
-            train_images,
-            train_labels,
+            images,
+            labels,
             args.batch_size,
             generator,
             amp_dtype,
@@ -334,7 +335,21 @@ def run_training(args: argparse.Namespace) -> TrainResult:
         print(
             f"epoch {epoch}/{args.epochs}: train loss {train_loss:.4f}, train accuracy {train_accuracy:.2f}%, {seconds:.1f} s"
         )
+    return FitResult(model, train_loss, train_accuracy, train_seconds)
 
+
+def run_training(args: argparse.Namespace) -> TrainResult:
+    """Train, evaluate and save as args say; return the files written and their metadata."""
+    progress = not args.no_progress and sys.stderr.isatty()
+    device = pick_device(args.device)
+    amp_dtype = autocast_dtype(device)
+    train_images, train_labels = load_mnist(args.data_dir, train=True, device=device)
+    test_images, test_labels = load_mnist(args.data_dir, train=False, device=device)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    fitted = fit(args, train_images, train_labels, progress)
+    model = fitted.model
     start = time.perf_counter()
     test_loss, test_accuracy, _ = evaluate(model, test_images, test_labels, amp_dtype, progress)
     eval_seconds = time.perf_counter() - start
@@ -344,10 +359,10 @@ def run_training(args: argparse.Namespace) -> TrainResult:
         "metrics": {
             "test_accuracy": test_accuracy,
             "test_loss": test_loss,
-            "train_accuracy": train_accuracy,
-            "train_loss": train_loss,
-            "train_seconds": train_seconds,
-            "train_images_per_second": args.epochs * len(train_images) / train_seconds,
+            "train_accuracy": fitted.train_accuracy,
+            "train_loss": fitted.train_loss,
+            "train_seconds": fitted.train_seconds,
+            "train_images_per_second": args.epochs * len(train_images) / fitted.train_seconds,
             "eval_seconds": eval_seconds,
         },
         "config": {

@@ -12,7 +12,6 @@ import torch
 
 import train
 from checkpoint import load_checkpoint, save_checkpoint
-from model import MnistCNN
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_ACCURACY = 95.0
@@ -75,29 +74,11 @@ def test_checkpoint_reproduces_stored_test_accuracy(trained: train.TrainResult, 
 
 def test_same_seed_gives_same_weights(data_dir: str) -> None:
     images, labels = train.load_mnist(data_dir, train=False, device=torch.device("cpu"))
-    images, labels = images[:1024], labels[:1024]
-    states = []
-    for _ in range(2):
-        torch.manual_seed(0)
-        model = MnistCNN().to(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=8)
-        generator = torch.Generator().manual_seed(0)
-        train.train_epoch(
-            model,
-            optimizer,
-            scheduler,
-            images,
-            labels,
-            128,
-            generator,
-            None,
-            "test",
-            progress=False,
-        )
-        states.append(model.state_dict())
-    for name, tensor in states[0].items():
-        assert torch.equal(tensor, states[1][name]), name
+    args = train.parse_args(["--batch-size", "128"])
+    first, second = (train.fit(args, images[:1024], labels[:1024], progress=False) for _ in range(2))
+    assert first.train_loss == second.train_loss
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, second.model.state_dict()[name]), name
 
 
 def test_save_checkpoint_never_overwrites(tmp_path: Path) -> None:
@@ -168,21 +149,29 @@ def test_help_exits_zero() -> None:
         assert option in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--epochs", "0"], "--epochs: must be greater than 0"),
-        (["--batch-size", "-1"], "--batch-size: must be greater than 0"),
-        (["--lr", "0"], "--lr: must be a finite number greater than 0"),
-        (["--device", "tpu"], "--device: invalid choice: 'tpu'"),
-        (["--min-accuracy", "101"], "--min-accuracy: must be between 0 and 100"),
-    ],
-)
-def test_bad_options_exit_two(args: list[str], message: str) -> None:
-    result = run_script(*args)
+BAD_OPTIONS = [
+    (["--batch-size", "-1"], "--batch-size: must be greater than 0"),
+    (["--lr", "0"], "--lr: must be a finite number greater than 0"),
+    (["--lr", "nan"], "--lr: must be a finite number greater than 0"),
+    (["--device", "tpu"], "--device: invalid choice: 'tpu'"),
+    (["--min-accuracy", "101"], "--min-accuracy: must be between 0 and 100"),
+    (["--seed", "x"], "--seed: invalid int value: 'x'"),
+]
+
+
+def test_bad_option_exits_two_as_a_subprocess() -> None:
+    result = run_script("--epochs", "0")
     assert result.returncode == 2
-    assert message in result.stderr
+    assert "train.py: error: argument --epochs: must be greater than 0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_OPTIONS)
+def test_bad_options_exit_two(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exited:
+        train.main(args)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_missing_data_exits_two_without_writing(tmp_path: Path) -> None:

@@ -1,0 +1,153 @@
+"""Evaluate a checkpoint on the 10,000 MNIST test images: accuracy, loss, per-class accuracy, confusion matrix."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torchvision
+from PIL import Image, ImageDraw, ImageFont
+
+import train
+from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
+from model import NUM_CLASSES
+
+CELL_PIXELS = 44
+MISCLASSIFIED_SCALE = 2
+MISCLASSIFIED_COLUMNS = 16
+MAX_MISCLASSIFIED = 128
+
+
+def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """Return the 10x10 matrix of counts: rows are true digits, columns predicted digits."""
+    pairs = labels.cpu() * NUM_CLASSES + predicted.cpu()
+    return torch.bincount(pairs, minlength=NUM_CLASSES**2).view(NUM_CLASSES, NUM_CLASSES)
+
+
+def format_report(metrics: dict) -> str:
+    """Return the printed report: accuracy, loss, per-class accuracy and the aligned confusion matrix."""
+    lines = [
+        f"checkpoint     {metrics['checkpoint']}",
+        f"test accuracy  {metrics['test_accuracy']:.2f}%  ({metrics['errors']} of {metrics['images']} wrong)",
+        f"test loss      {metrics['test_loss']:.4f}",
+        "",
+        "per-class accuracy",
+    ]
+    lines += [f"  {digit}  {accuracy:6.2f}%" for digit, accuracy in enumerate(metrics["per_class_accuracy"])]
+    lines += ["", "confusion matrix (rows: true digit, columns: predicted)"]
+    lines.append("true " + "".join(f"{digit:>6}" for digit in range(NUM_CLASSES)))
+    lines += [
+        f"{digit:>4} " + "".join(f"{count:>6}" for count in row)
+        for digit, row in enumerate(metrics["confusion_matrix"])
+    ]
+    return "\n".join(lines)
+
+
+def draw_confusion_matrix(matrix: torch.Tensor) -> Image.Image:
+    """Return a picture of the matrix: one shaded cell per count, the count written in it, digits on both axes."""
+    font = ImageFont.load_default()
+    size = CELL_PIXELS * (NUM_CLASSES + 1)
+    image = Image.new("RGB", (size, size + CELL_PIXELS // 2), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((size // 2, 2), "predicted digit", fill="black", font=font, anchor="ma")
+    draw.text((CELL_PIXELS // 2, CELL_PIXELS), "true", fill="black", font=font, anchor="mm")
+    top = CELL_PIXELS // 2
+    scale = torch.log1p(matrix.float()) / torch.log1p(matrix.float().max())
+    for digit in range(NUM_CLASSES):
+        centre = CELL_PIXELS * (digit + 1) + CELL_PIXELS // 2
+        draw.text((centre, top + CELL_PIXELS // 2), str(digit), fill="black", font=font, anchor="mm")
+        draw.text((CELL_PIXELS // 2, top + centre), str(digit), fill="black", font=font, anchor="mm")
+    for row in range(NUM_CLASSES):
+        for column in range(NUM_CLASSES):
+            left, upper = CELL_PIXELS * (column + 1), top + CELL_PIXELS * (row + 1)
+            shade = int(255 * (1 - scale[row, column].item()))
+            fill = (shade, shade, 255) if row == column else (255, shade, shade)
+            draw.rectangle([left, upper, left + CELL_PIXELS - 1, upper + CELL_PIXELS - 1], fill=fill, outline="grey")
+            text_colour = "white" if shade < 110 else "black"
+            centre = (left + CELL_PIXELS // 2, upper + CELL_PIXELS // 2)
+            draw.text(centre, str(matrix[row, column].item()), fill=text_colour, font=font, anchor="mm")
+    return image
+
+
+def draw_misclassified(images: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor) -> Image.Image:
+    """Return a grid of the misclassified images, each captioned '<true digit> as <predicted digit>'."""
+    wrong = (labels != predicted).nonzero().flatten()[:MAX_MISCLASSIFIED].cpu()
+    font = ImageFont.load_default()
+    tile = 28 * MISCLASSIFIED_SCALE
+    caption = 14
+    columns = max(1, min(MISCLASSIFIED_COLUMNS, len(wrong)))
+    rows = max(1, -(-len(wrong) // columns))
+    sheet = Image.new("L", (columns * (tile + 4), rows * (tile + caption + 4)), 255)
+    draw = ImageDraw.Draw(sheet)
+    pixels = (images[wrong].float().cpu() * train.MNIST_STD + train.MNIST_MEAN).clamp(0, 1)
+    for position, (index, picture) in enumerate(zip(wrong.tolist(), pixels, strict=True)):
+        left, upper = (position % columns) * (tile + 4) + 2, (position // columns) * (tile + caption + 4) + 2
+        digit = Image.fromarray((255 * (1 - picture[0])).byte().numpy(), mode="L").resize((tile, tile))
+        sheet.paste(digit, (left, upper))
+        text = f"{labels[index].item()} as {predicted[index].item()}"
+        draw.text((left + tile // 2, upper + tile + 1), text, fill=0, font=font, anchor="ma")
+    return sheet
+
+
+def write_report(
+    folder: Path, metrics: dict, images: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor
+) -> None:
+    """Write metrics.json, confusion_matrix.png and misclassified.png into folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    draw_confusion_matrix(torch.tensor(metrics["confusion_matrix"])).save(folder / "confusion_matrix.png")
+    draw_misclassified(images, labels, predicted).save(folder / "misclassified.png")
+
+
+def evaluate_checkpoint(path: Path, data_dir: str, device: torch.device, progress: bool) -> tuple[dict, tuple]:
+    """Return the metrics of the checkpoint at path on the test set, and the (images, labels, predicted) behind them."""
+    model, _ = load_checkpoint(path, device)
+    images, labels = train.load_mnist(data_dir, train=False, device=device)
+    loss, accuracy, predicted = train.evaluate(model, images, labels, train.autocast_dtype(device), progress)
+    matrix = confusion_matrix(labels, predicted)
+    per_class = (100 * matrix.diagonal() / matrix.sum(1)).tolist()
+    metrics = {
+        "checkpoint": str(path),
+        "images": len(labels),
+        "errors": int((labels != predicted).sum()),
+        "test_accuracy": accuracy,
+        "test_loss": loss,
+        "per_class_accuracy": per_class,
+        "confusion_matrix": matrix.tolist(),
+        "torchvision": torchvision.__version__,
+    }
+    return metrics, (images, labels, predicted)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run evaluate.py with argv; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint to evaluate (default: the newest in models/)")
+    train.add_data_and_device_options(parser)
+    parser.add_argument(
+        "--report", type=Path, help="write metrics.json, confusion_matrix.png and misclassified.png here"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        device = train.pick_device(args.device)
+        path = args.checkpoint or newest_checkpoint(Path("models"))
+        metrics, tensors = evaluate_checkpoint(
+            path, args.data_dir, device, not args.no_progress and sys.stderr.isatty()
+        )
+        print(format_report(metrics))
+        if args.report:
+            write_report(args.report, metrics, *tensors)
+            print(f"\nreport written to {args.report}/")
+    except (CheckpointError, train.SetupError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot write the report: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
