@@ -1,0 +1,165 @@
+"""Benchmark train.py's default recipe: accuracy over seeds, epoch time, and the conventional input path beside it.
+
+Prints a markdown table; --json PATH also writes the figures as JSON.
+"""
+
+import argparse
+import contextlib
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms
+
+import train
+from model import MnistCNN, count_parameters
+
+CONVENTIONAL_BATCH_SIZE = 64
+QUICK_SEEDS = 2
+QUICK_TRAIN_IMAGES = 4096
+QUICK_TEST_IMAGES = 1024
+
+
+def cpu_model() -> str:
+    """Return the CPU's model name from /proc/cpuinfo, or what platform knows where that file is missing."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def conventional_epoch_seconds(data_dir: str, train_images: int, device: torch.device, seed: int) -> float:
+    """Time one epoch of the same model and optimiser fed the way most MNIST repos feed it.
+
+    That is: a per-sample Compose([ToTensor(), Normalize()]) on torchvision's MNIST, a shuffled
+    DataLoader of batch size 64, float32 NCHW tensors, and the loss read back on every step.
+    """
+    transform = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((train.MNIST_MEAN,), (train.MNIST_STD,))]
+    )
+    dataset = torchvision.datasets.MNIST(data_dir, train=True, download=True, transform=transform)
+    if train_images < len(dataset):
+        dataset = Subset(dataset, range(train_images))
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=CONVENTIONAL_BATCH_SIZE, shuffle=True, generator=generator)
+    torch.manual_seed(seed)
+    model = MnistCNN().to(device).train()
+    optimizer, scheduler = train.make_optimizer(model, train.parse_args([]).lr, len(loader))
+    start = time.perf_counter()
+    for inputs, targets in loader:
+        inputs, targets = inputs.to(device), targets.to(device)
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(inputs), targets, label_smoothing=train.LABEL_SMOOTHING)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss.item()
+    return time.perf_counter() - start
+
+
+def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device) -> dict:
+    """Train the default recipe once per seed, time it and the conventional path; return every figure."""
+    train_images, train_labels = train.load_mnist(data_dir, train=True, device=device)
+    test_images, test_labels = train.load_mnist(data_dir, train=False, device=device)
+    if quick:
+        train_images, train_labels = train_images[:QUICK_TRAIN_IMAGES], train_labels[:QUICK_TRAIN_IMAGES]
+        test_images, test_labels = test_images[:QUICK_TEST_IMAGES], test_labels[:QUICK_TEST_IMAGES]
+    accuracies, train_seconds, eval_seconds = [], [], []
+    for seed in range(seeds):
+        args = train.parse_args(["--seed", str(seed)])
+        with contextlib.redirect_stdout(sys.stderr):
+            fitted = train.fit(args, train_images, train_labels, progress=False)
+        start = time.perf_counter()
+        _, accuracy, _ = train.evaluate(fitted.model, test_images, test_labels, train.autocast_dtype(device), False)
+        eval_seconds.append(time.perf_counter() - start)
+        accuracies.append(accuracy)
+        train_seconds.append(fitted.train_seconds)
+        print(
+            f"seed {seed}: test accuracy {accuracy:.2f}%, training loop {fitted.train_seconds:.2f} s", file=sys.stderr
+        )
+    conventional = conventional_epoch_seconds(data_dir, len(train_images), device, seed=0)
+    epoch_seconds = statistics.median(train_seconds)
+    return {
+        "quick": quick,
+        "seeds": seeds,
+        "train_images": len(train_images),
+        "test_images": len(test_images),
+        "parameters": count_parameters(MnistCNN()),
+        "test_accuracy_mean": statistics.mean(accuracies),
+        "test_accuracy_std": statistics.stdev(accuracies) if seeds > 1 else 0.0,
+        "test_accuracy_min": min(accuracies),
+        "test_accuracy_max": max(accuracies),
+        "test_accuracies": accuracies,
+        "epoch_seconds_median": epoch_seconds,
+        "images_per_second": len(train_images) / epoch_seconds,
+        "eval_seconds_median": statistics.median(eval_seconds),
+        "conventional_epoch_seconds": conventional,
+        "speedup_over_conventional": conventional / epoch_seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "torch": str(torch.__version__),
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_model(),
+        "device": str(device),
+        "autocast": str(train.autocast_dtype(device)).removeprefix("torch."),
+    }
+
+
+def markdown_table(figures: dict) -> str:
+    """Return the figures as a two-column markdown table."""
+    seeds = figures["seeds"]
+    rows = [
+        ("Parameters", f"{figures['parameters']:,}"),
+        (
+            f"Test accuracy, mean ± std over {seeds} seeds",
+            f"{figures['test_accuracy_mean']:.2f}% ± {figures['test_accuracy_std']:.2f}",
+        ),
+        ("Test accuracy, min / max", f"{figures['test_accuracy_min']:.2f}% / {figures['test_accuracy_max']:.2f}%"),
+        ("Training loop, one epoch (median)", f"{figures['epoch_seconds_median']:.2f} s"),
+        ("Training images per second", f"{figures['images_per_second']:,.0f}"),
+        (f"Evaluation of {figures['test_images']:,} test images (median)", f"{figures['eval_seconds_median']:.3f} s"),
+        ("Conventional input path, one epoch", f"{figures['conventional_epoch_seconds']:.2f} s"),
+        ("Speed-up over the conventional path", f"{figures['speedup_over_conventional']:.1f}x"),
+        ("Peak resident memory of the benchmark", f"{figures['peak_rss_mb']:,.0f} MB"),
+        ("torch, threads", f"{figures['torch']}, {figures['threads']}"),
+        ("CPU", figures["cpu"]),
+        ("Device, autocast", f"{figures['device']}, {figures['autocast']}"),
+    ]
+    if figures["quick"]:
+        rows.append(("Mode", f"quick: {figures['train_images']:,} training images"))
+    lines = ["| Measure | Value |", "| --- | --- |"] + [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run bench.py with argv; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=train.positive_int, help="seeds to train (default: 5, or 2 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a reduced run of seconds on a slice of the data")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
+    train.add_data_and_device_options(parser)
+    args = parser.parse_args(argv)
+    seeds = args.seeds or (QUICK_SEEDS if args.quick else 5)
+    try:
+        figures = run_benchmark(seeds, args.quick, args.data_dir, train.pick_device(args.device))
+    except train.SetupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(markdown_table(figures))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
