@@ -12,6 +12,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,37 +54,28 @@ class TrainResult:
     metadata: dict
 
 
-def positive_int(text: str) -> int:
-    """Parse a whole number greater than zero (for argparse)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
-    return value
+def checked_number(
+    convert: Callable[[str], float], is_valid: Callable[[float], bool], requirement: str, kind: str
+) -> Callable[[str], float]:
+    """Return an argparse type that converts text and refuses values for which is_valid is false."""
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if not is_valid(value):
+            raise argparse.ArgumentTypeError(f"{requirement}, got {text}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """Parse a finite number greater than zero (for argparse)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number greater than 0, got {text}")
-    return value
-
-
-def percentage(text: str) -> float:
-    """Parse a percentage from 0 to 100 (for argparse)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {text}")
-    return value
+positive_int = checked_number(int, lambda value: value > 0, "must be greater than 0", "a whole number")
+positive_float = checked_number(
+    float, lambda value: math.isfinite(value) and value > 0, "must be a finite number greater than 0", "a number"
+)
+percentage = checked_number(float, lambda value: 0 <= value <= 100, "must be between 0 and 100", "a percentage")
 
 
 def default_data_dir() -> str:
