@@ -39,7 +39,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def conventional_epoch_seconds(data_dir: str, train_images: int, device: torch.device, seed: int) -> float:
+def conventional_epoch_seconds(data_dir: str, train_images: int, device: torch.device, seed: int, lr: float) -> float:
     """Time one epoch of the same model and optimiser fed the way most MNIST repos feed it.
 
     That is: a per-sample Compose([ToTensor(), Normalize()]) on torchvision's MNIST, a shuffled
@@ -55,7 +55,7 @@ def conventional_epoch_seconds(data_dir: str, train_images: int, device: torch.d
     loader = DataLoader(dataset, batch_size=CONVENTIONAL_BATCH_SIZE, shuffle=True, generator=generator)
     torch.manual_seed(seed)
     model = MnistCNN().to(device).train()
-    optimizer, scheduler = train.make_optimizer(model, train.parse_args([]).lr, len(loader))
+    optimizer, scheduler = train.make_optimizer(model, lr, len(loader))
     start = time.perf_counter()
     for inputs, targets in loader:
         inputs, targets = inputs.to(device), targets.to(device)
@@ -76,10 +76,12 @@ def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device) 
         train_images, train_labels = train_images[:QUICK_TRAIN_IMAGES], train_labels[:QUICK_TRAIN_IMAGES]
         test_images, test_labels = test_images[:QUICK_TEST_IMAGES], test_labels[:QUICK_TEST_IMAGES]
     accuracies, train_seconds, eval_seconds = [], [], []
+    defaults = train.parse_args([])
     for seed in range(seeds):
-        args = train.parse_args(["--seed", str(seed)])
         with contextlib.redirect_stdout(sys.stderr):
-            fitted = train.fit(args, train_images, train_labels, progress=False)
+            fitted = train.fit(
+                argparse.Namespace(**{**vars(defaults), "seed": seed}), train_images, train_labels, False
+            )
         start = time.perf_counter()
         _, accuracy, _ = train.evaluate(fitted.model, test_images, test_labels, train.autocast_dtype(device), False)
         eval_seconds.append(time.perf_counter() - start)
@@ -88,7 +90,7 @@ def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device) 
         print(
             f"seed {seed}: test accuracy {accuracy:.2f}%, training loop {fitted.train_seconds:.2f} s", file=sys.stderr
         )
-    conventional = conventional_epoch_seconds(data_dir, len(train_images), device, seed=0)
+    conventional = conventional_epoch_seconds(data_dir, len(train_images), device, seed=0, lr=defaults.lr)
     epoch_seconds = statistics.median(train_seconds)
     return {
         "quick": quick,

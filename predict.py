@@ -46,10 +46,9 @@ def to_grey(image: Image.Image) -> torch.Tensor:
 def prepare(image: Image.Image) -> torch.Tensor:
     """Return a (1, 28, 28) tensor of image prepared like MNIST, normalised with MNIST's mean and std."""
     grey = to_grey(image)
-    border = torch.cat([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    if border.median() > 0.5:
-        grey = 1 - grey
-    background = border.median() if border.median() <= 0.5 else 1 - border.median()
+    background = torch.cat([grey[0], grey[-1], grey[:, 0], grey[:, -1]]).median()
+    if background > 0.5:
+        grey, background = 1 - grey, 1 - background
     ink = ((grey - background) / (grey.max() - background).clamp(min=1e-6)).clamp(0, 1)
     rows, columns = (ink > INK_THRESHOLD).nonzero(as_tuple=True)
     if len(rows) == 0:
