@@ -8,22 +8,6 @@ NUM_CLASSES = 10
 PARAMETER_BUDGET = 25_000
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> list[nn.Module]:
-    """Return a convolution without bias, batch norm and ReLU, keeping the size (divided by stride)."""
-    return [
-        nn.Conv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride=stride,
-            padding=kernel_size // 2,
-            bias=False,
-        ),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    ]
-
-
 def conv_pool_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     """Return a 3x3 convolution followed by 2x2 max pooling, then batch norm and ReLU on the smaller map."""
     return [
@@ -40,7 +24,8 @@ class MnistCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            *conv_bn_relu(1, 16, kernel_size=5, stride=2),  # 14x14
+            nn.Conv2d(1, 16, kernel_size=5, stride=2, padding=2),  # 14x14
+            nn.ReLU(inplace=True),
             *conv_pool_bn_relu(16, 32),  # 7x7
             *conv_pool_bn_relu(32, 48),  # 3x3
         )
