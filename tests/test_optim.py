@@ -69,18 +69,21 @@ def test_recipe_trains_every_parameter_once_with_muon_on_later_convolutions() ->
     assert sorted(id(p) for p in trained) == sorted(id(p) for p in model.parameters())
 
 
+def recipe_step(model: MnistCNN, schedules: list, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Take one training step of the recipe on images; return the loss before it."""
+    loss = nn.functional.cross_entropy(model(images), labels)
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    train.step_optimizers(schedules)
+    return loss.item()
+
+
 def test_recipe_lowers_the_loss_on_a_fixed_batch() -> None:
     torch.manual_seed(0)
     model = MnistCNN()
     schedules = train.make_schedules(model, lr=0.03, muon_lr=0.1, total_steps=30)
     images, labels = torch.randn(64, 1, 28, 28), torch.arange(64) % 10
-    losses = []
-    for _ in range(30):
-        loss = nn.functional.cross_entropy(model(images), labels)
-        model.zero_grad()
-        loss.backward()
-        train.step_optimizers(schedules)
-        losses.append(loss.item())
+    losses = [recipe_step(model, schedules, images, labels) for _ in range(30)]
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -95,9 +98,6 @@ def test_kept_memory_is_reused_with_few_page_faults() -> None:
     faults = []
     for _ in range(15):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        loss = nn.functional.cross_entropy(model(images), labels)
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-        train.step_optimizers(schedules)
+        recipe_step(model, schedules, images, labels)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     assert sum(faults[5:]) < 1000, faults
