@@ -20,7 +20,12 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
 import train
+from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
+from device import DeviceError, add_device_option, autocast_dtype, keep_freed_memory, pick_device
+from evaluate import score
 from model import MnistCNN, count_parameters
+from optim import make_scheduled_optimizers, step_optimizers
+from options import positive_int
 
 CONVENTIONAL_BATCH_SIZE = 64
 QUICK_SEEDS = 2
@@ -47,9 +52,7 @@ def conventional_epoch_seconds(
     That is: a per-sample Compose([ToTensor(), Normalize()]) on torchvision's MNIST, a shuffled
     DataLoader of batch size 64, float32 NCHW tensors, and the loss read back on every step.
     """
-    transform = transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize((train.MNIST_MEAN,), (train.MNIST_STD,))]
-    )
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
     dataset = torchvision.datasets.MNIST(data_dir, train=True, download=True, transform=transform)
     if train_images < len(dataset):
         dataset = Subset(dataset, range(train_images))
@@ -57,22 +60,22 @@ def conventional_epoch_seconds(
     loader = DataLoader(dataset, batch_size=CONVENTIONAL_BATCH_SIZE, shuffle=True, generator=generator)
     torch.manual_seed(seed)
     model = MnistCNN().to(device).train()
-    schedules = train.make_schedules(model, lr, muon_lr, len(loader))
+    schedules = make_scheduled_optimizers(model, lr, muon_lr, len(loader))
     start = time.perf_counter()
     for inputs, targets in loader:
         inputs, targets = inputs.to(device), targets.to(device)
         model.zero_grad()
         loss = F.cross_entropy(model(inputs), targets, label_smoothing=train.LABEL_SMOOTHING)
         loss.backward()
-        train.step_optimizers(schedules)
+        step_optimizers(schedules)
         loss.item()
     return time.perf_counter() - start
 
 
 def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device) -> dict:
     """Train the default recipe once per seed, time it and the conventional path; return every figure."""
-    train_images, train_labels = train.load_mnist(data_dir, train=True, device=device)
-    test_images, test_labels = train.load_mnist(data_dir, train=False, device=device)
+    train_images, train_labels = load_mnist(data_dir, train=True, device=device)
+    test_images, test_labels = load_mnist(data_dir, train=False, device=device)
     if quick:
         train_images, train_labels = train_images[:QUICK_TRAIN_IMAGES], train_labels[:QUICK_TRAIN_IMAGES]
         test_images, test_labels = test_images[:QUICK_TEST_IMAGES], test_labels[:QUICK_TEST_IMAGES]
@@ -84,7 +87,7 @@ def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device) 
                 argparse.Namespace(**{**vars(defaults), "seed": seed}), train_images, train_labels, False
             )
         start = time.perf_counter()
-        _, accuracy, _ = train.evaluate(fitted.model, test_images, test_labels, train.autocast_dtype(device), False)
+        _, accuracy, _ = score(fitted.model, test_images, test_labels, autocast_dtype(device), False)
         eval_seconds.append(time.perf_counter() - start)
         accuracies.append(accuracy)
         train_seconds.append(fitted.train_seconds)
@@ -116,7 +119,7 @@ def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device) 
         "threads": torch.get_num_threads(),
         "cpu": cpu_model(),
         "device": str(device),
-        "autocast": str(train.autocast_dtype(device)).removeprefix("torch."),
+        "autocast": str(autocast_dtype(device)).removeprefix("torch."),
     }
 
 
@@ -149,16 +152,17 @@ def markdown_table(figures: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run bench.py with argv; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=train.positive_int, help="seeds to train (default: 5, or 2 with --quick)")
+    parser.add_argument("--seeds", type=positive_int, help="seeds to train (default: 5, or 2 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a reduced run of seconds on a slice of the data")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
-    train.add_data_and_device_options(parser)
+    add_data_option(parser)
+    add_device_option(parser)
     args = parser.parse_args(argv)
     seeds = args.seeds or (QUICK_SEEDS if args.quick else 5)
-    train.keep_freed_memory()
+    keep_freed_memory()
     try:
-        figures = run_benchmark(seeds, args.quick, args.data_dir, train.pick_device(args.device))
-    except train.SetupError as error:
+        figures = run_benchmark(seeds, args.quick, args.data_dir, pick_device(args.device))
+    except (DataError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(markdown_table(figures))

@@ -1,11 +1,14 @@
-"""Checkpoint files: save one under a fresh timestamped name, find the newest, load one safely."""
+"""Checkpoint files and what they hold: save, find the newest, load safely, the run's provenance."""
 
 import json
 import os
 import pickle
+import platform
+import subprocess
 from pathlib import Path
 
 import torch
+import torchvision
 
 from model import MnistCNN
 
@@ -87,3 +90,31 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[MnistCNN, dict]:
         raise CheckpointError(f"{path} holds weights of another architecture than MnistCNN in model.py") from None
     metadata = {key: value for key, value in checkpoint.items() if key != "model_state_dict"}
     return model.eval(), metadata
+
+
+def git_commit() -> str | None:
+    """Return the commit of the checkout this file lives in, or None outside a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def provenance() -> dict:
+    """Return what produced a run: the versions of Python, torch and torchvision, and the git commit."""
+    return {
+        "versions": {
+            "python": platform.python_version(),
+            "torch": str(torch.__version__),
+            "torchvision": torchvision.__version__,
+        },
+        "git_commit": git_commit(),
+    }

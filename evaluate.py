@@ -6,17 +6,54 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+from tqdm import tqdm
 
-import train
 from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
+from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
+from device import DeviceError, add_device_option, autocast_dtype, pick_device
 from model import NUM_CLASSES
 
+EVAL_BATCH_SIZE = 1000
 CELL_PIXELS = 44
 MISCLASSIFIED_SCALE = 2
 MISCLASSIFIED_COLUMNS = 16
 MAX_MISCLASSIFIED = 128
+
+
+@torch.inference_mode()
+def score(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    amp_dtype: torch.dtype | None,
+    progress: bool,
+) -> tuple[float, float, torch.Tensor]:
+    """Return the mean loss, the accuracy in % and the predicted labels of model on images."""
+    model.eval()
+    loss_sum = torch.zeros((), device=images.device)
+    predictions = []
+    for start in tqdm(
+        range(0, len(images), EVAL_BATCH_SIZE),
+        desc="evaluate",
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    ):
+        inputs, targets = (
+            images[start : start + EVAL_BATCH_SIZE],
+            labels[start : start + EVAL_BATCH_SIZE],
+        )
+        with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(inputs)
+        loss_sum += F.cross_entropy(logits.float(), targets, reduction="sum")
+        predictions.append(logits.argmax(1))
+    predicted = torch.cat(predictions)
+    accuracy = 100 * (predicted == labels).sum().item() / len(labels)
+    return loss_sum.item() / len(images), accuracy, predicted
 
 
 def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
@@ -80,7 +117,7 @@ def draw_misclassified(images: torch.Tensor, labels: torch.Tensor, predicted: to
     rows = max(1, -(-len(wrong) // columns))
     sheet = Image.new("L", (columns * (tile + 4), rows * (tile + caption + 4)), 255)
     draw = ImageDraw.Draw(sheet)
-    pixels = (images[wrong].float().cpu() * train.MNIST_STD + train.MNIST_MEAN).clamp(0, 1)
+    pixels = (images[wrong].float().cpu() * MNIST_STD + MNIST_MEAN).clamp(0, 1)
     for position, (index, picture) in enumerate(zip(wrong.tolist(), pixels, strict=True)):
         left, upper = (position % columns) * (tile + 4) + 2, (position // columns) * (tile + caption + 4) + 2
         digit = Image.fromarray((255 * (1 - picture[0])).byte().numpy(), mode="L").resize((tile, tile))
@@ -103,8 +140,8 @@ def write_report(
 def evaluate_checkpoint(path: Path, data_dir: str, device: torch.device, progress: bool) -> tuple[dict, tuple]:
     """Return the metrics of the checkpoint at path on the test set, and the (images, labels, predicted) behind them."""
     model, _ = load_checkpoint(path, device)
-    images, labels = train.load_mnist(data_dir, train=False, device=device)
-    loss, accuracy, predicted = train.evaluate(model, images, labels, train.autocast_dtype(device), progress)
+    images, labels = load_mnist(data_dir, train=False, device=device)
+    loss, accuracy, predicted = score(model, images, labels, autocast_dtype(device), progress)
     matrix = confusion_matrix(labels, predicted)
     per_class = (100 * matrix.diagonal() / matrix.sum(1)).tolist()
     metrics = {
@@ -124,14 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run evaluate.py with argv; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to evaluate (default: the newest in models/)")
-    train.add_data_and_device_options(parser)
+    add_data_option(parser)
+    add_device_option(parser)
     parser.add_argument(
         "--report", type=Path, help="write metrics.json, confusion_matrix.png and misclassified.png here"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
-        device = train.pick_device(args.device)
+        device = pick_device(args.device)
         path = args.checkpoint or newest_checkpoint(Path("models"))
         metrics, tensors = evaluate_checkpoint(
             path, args.data_dir, device, not args.no_progress and sys.stderr.isatty()
@@ -140,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.report:
             write_report(args.report, metrics, *tensors)
             print(f"\nreport written to {args.report}/")
-    except (CheckpointError, train.SetupError) as error:
+    except (CheckpointError, DataError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

@@ -12,9 +12,11 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-import train
 from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
+from data import MNIST_MEAN, MNIST_STD
+from device import DeviceError, add_device_option, pick_device
 from model import NUM_CLASSES
+from options import positive_int
 
 FIELD = 28
 BOX = 20
@@ -66,7 +68,7 @@ def prepare(image: Image.Image) -> torch.Tensor:
     left = min(max(round(FIELD / 2 - 0.5 - centre_column.item()), 0), FIELD - size[0])
     field = torch.zeros(FIELD, FIELD)
     field[top : top + size[1], left : left + size[0]] = digit
-    return ((field - train.MNIST_MEAN) / train.MNIST_STD).unsqueeze(0)
+    return ((field - MNIST_MEAN) / MNIST_STD).unsqueeze(0)
 
 
 def read_image(path: Path) -> torch.Tensor:
@@ -89,16 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="+", type=Path, help="PNG or JPEG files, each holding one digit")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to use (default: the newest in models/)")
     parser.add_argument(
-        "--top", type=train.positive_int, default=1, help="how many digits to list per file (default: %(default)s)"
+        "--top", type=positive_int, default=1, help="how many digits to list per file (default: %(default)s)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per file")
-    train.add_device_option(parser)
+    add_device_option(parser)
     args = parser.parse_args(argv)
     top = min(args.top, NUM_CLASSES)
     try:
-        device = train.pick_device(args.device)
+        device = pick_device(args.device)
         model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(Path("models")), device)
-    except (CheckpointError, train.SetupError) as error:
+    except (CheckpointError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     failed = False

@@ -2,13 +2,12 @@
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import run_script
+
 ROWS = [
     "Parameters",
     "Test accuracy, mean ± std over 2 seeds",
@@ -26,13 +25,7 @@ ROWS = [
 
 def test_quick_benchmark_prints_a_full_table(data_dir: str, tmp_path: Path) -> None:
     figures_path = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench.py"), "--quick", "--data-dir", data_dir, "--json", str(figures_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_script("bench.py", "--quick", "--data-dir", data_dir, "--json", str(figures_path))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[:2] == ["| Measure | Value |", "| --- | --- |"]

@@ -1,19 +1,16 @@
-"""Training: the one session run's accuracy and files, the checkpoint writer, the accuracy gate and the CLI."""
+"""train.py: the one session run's accuracy and files, determinism, the accuracy gate and the command line."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import train
-from checkpoint import load_checkpoint, save_checkpoint
+from conftest import offline_env, run_script
+from data import MNIST_FILES
 
-ROOT = Path(__file__).resolve().parents[1]
 MIN_ACCURACY = 95.0
 CHECKPOINT_NAME = re.compile(r"mnist_cnn_\d{8}-\d{6}(-\d+)?\.pt")
 METRIC_KEYS = {
@@ -23,18 +20,6 @@ METRIC_KEYS = {
     "train_loss",
     "train_seconds",
 }
-
-
-def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run train.py in a subprocess and return what it did."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=120,
-        env=env,
-    )
 
 
 def test_one_epoch_reaches_accuracy_floor(trained: train.TrainResult) -> None:
@@ -65,13 +50,6 @@ def test_json_matches_checkpoint(trained: train.TrainResult) -> None:
     assert stored == {key: value for key, value in checkpoint.items() if key != "model_state_dict"}
 
 
-def test_checkpoint_reproduces_stored_test_accuracy(trained: train.TrainResult, data_dir: str) -> None:
-    model, metadata = load_checkpoint(trained.checkpoint_path, torch.device("cpu"))
-    images, labels = train.load_mnist(data_dir, train=False, device=torch.device("cpu"))
-    _, accuracy, _ = train.evaluate(model, images, labels, train.autocast_dtype(torch.device("cpu")), progress=False)
-    assert accuracy == pytest.approx(metadata["metrics"]["test_accuracy"], abs=1e-9)
-
-
 def test_same_seed_gives_same_weights(data_dir: str) -> None:
     images, labels = train.load_mnist(data_dir, train=False, device=torch.device("cpu"))
     args = train.parse_args(["--batch-size", "128"])
@@ -79,31 +57,6 @@ def test_same_seed_gives_same_weights(data_dir: str) -> None:
     assert first.train_loss == second.train_loss
     for name, tensor in first.model.state_dict().items():
         assert torch.equal(tensor, second.model.state_dict()[name]), name
-
-
-def test_save_checkpoint_never_overwrites(tmp_path: Path) -> None:
-    paths = [save_checkpoint(tmp_path, "20260101-000000", {"n": n}, {"n": n}) for n in range(3)]
-    checkpoints = [checkpoint for checkpoint, _ in paths]
-    assert [p.name for p in checkpoints] == [
-        "mnist_cnn_20260101-000000.pt",
-        "mnist_cnn_20260101-000000-1.pt",
-        "mnist_cnn_20260101-000000-2.pt",
-    ]
-    for n, (checkpoint, metadata) in enumerate(paths):
-        assert torch.load(checkpoint, weights_only=True) == {"n": n}
-        assert json.loads(metadata.read_text()) == {"n": n}
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for pair in paths for p in pair])
-
-
-def test_failed_save_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def crash(obj: object, path: Path) -> None:
-        Path(path).write_bytes(b"half")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(tmp_path, "20260101-000000", {}, {})
-    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(("accuracy", "status"), [(99.0, 1), (99.5, 0), (99.9, 0)])
@@ -133,7 +86,7 @@ def test_min_accuracy_sets_exit_status(
 
 
 def test_help_exits_zero() -> None:
-    result = run_script("--help")
+    result = run_script("train.py", "--help")
     assert result.returncode == 0
     for option in [
         "--epochs",
@@ -162,7 +115,7 @@ BAD_OPTIONS = [
 
 
 def test_bad_option_exits_two_as_a_subprocess() -> None:
-    result = run_script("--epochs", "0")
+    result = run_script("train.py", "--epochs", "0")
     assert result.returncode == 2
     assert "train.py: error: argument --epochs: must be greater than 0" in result.stderr
     assert "Traceback" not in result.stderr
@@ -177,26 +130,13 @@ def test_bad_options_exit_two(args: list[str], message: str, capsys: pytest.Capt
 
 
 def test_missing_data_exits_two_without_writing(tmp_path: Path) -> None:
-    unreachable = "http://127.0.0.1:9"
-    env = os.environ | {
-        "http_proxy": unreachable,
-        "https_proxy": unreachable,
-        "HTTP_PROXY": unreachable,
-        "HTTPS_PROXY": unreachable,
-    }
     out_dir = tmp_path / "out"
-    result = run_script(
-        "--data-dir",
-        str(tmp_path / "empty"),
-        "--out-dir",
-        str(out_dir),
-        "--no-progress",
-        env=env,
-    )
+    args = ["--data-dir", str(tmp_path / "empty"), "--out-dir", str(out_dir), "--no-progress"]
+    result = run_script("train.py", *args, env=offline_env())
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"error: MNIST not found in {tmp_path / 'empty' / 'MNIST' / 'raw'}")
-    for name in train.MNIST_FILES:
+    for name in MNIST_FILES:
         assert name in lines[0]
     assert not out_dir.exists()

@@ -1,12 +1,12 @@
 """The GitHub Actions workflow: triggers, the commands it runs, and who may write."""
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 WORKFLOW = ROOT / ".github" / "workflows" / "model-training.yml"
 
 
@@ -71,3 +71,15 @@ def test_uploads_the_checkpoint_or_fails(workflow: dict) -> None:
     assert settings["if-no-files-found"] == "error"
     assert settings["retention-days"] > 0
     assert "models/mnist_cnn_*.pt" in settings["path"].split()
+
+
+def test_lints_first_with_the_pinned_linters(workflow: dict) -> None:
+    lint = workflow["jobs"]["lint"]
+    commands = [line.strip() for step in lint["steps"] if "run" in step for line in step["run"].splitlines()]
+    assert "python -m pip install -r requirements-dev.txt" in commands
+    assert any(command.startswith("ruff check") for command in commands)
+    assert "ruff format --check ." in commands
+    assert workflow["jobs"]["train"]["needs"] == "lint"
+    assert "torch" not in " ".join(commands)
+    pins = (ROOT / "requirements-dev.txt").read_text()
+    assert re.search(r"^ruff==\d+\.\d+\.\d+$", pins, re.MULTILINE)

@@ -1,0 +1,107 @@
+"""checkpoint.py: saving never overwrites or leaves half a file, the newest is found, unsafe files are refused."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, provenance, save_checkpoint
+from model import MnistCNN
+
+
+class RunsCode:
+    """Pickles into a call of open(), which creates a file if the unpickler ever runs it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (open, (str(self.marker), "w"))
+
+
+BAD_CHECKPOINTS = {
+    "missing": "does not exist",
+    "truncated": "is not a readable torch checkpoint",
+    "foreign": "weights of another architecture",
+    "no_state": "has no model_state_dict",
+    "unsafe": "refused to load",
+    "folder": "is a folder",
+}
+
+
+def write_bad_checkpoints(folder: Path, good: Path) -> dict[str, Path]:
+    """Write into folder one checkpoint of each kind that must be refused; return them by case."""
+    data = good.read_bytes()
+    (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
+    torch.save({"model_state_dict": {"features.0.weight": torch.zeros(8, 1, 3, 3)}}, folder / "foreign.pt")
+    torch.save({"weights": torch.zeros(3)}, folder / "no_state.pt")
+    torch.save({"model_state_dict": RunsCode(folder / "executed")}, folder / "unsafe.pt")
+    (folder / "folder.pt").mkdir()
+    return {case: folder / f"{case}.pt" for case in BAD_CHECKPOINTS}
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Checkpoints that must be refused, by case, made from a freshly initialised model's checkpoint."""
+    folder = tmp_path_factory.mktemp("bad")
+    good = folder / "good.pt"
+    torch.save({"model_state_dict": MnistCNN().state_dict()}, good)
+    return write_bad_checkpoints(folder, good)
+
+
+def test_loads_a_good_checkpoint(bad_checkpoints: dict[str, Path]) -> None:
+    model, metadata = load_checkpoint(bad_checkpoints["missing"].parent / "good.pt", torch.device("cpu"))
+    assert isinstance(model, MnistCNN) and not model.training
+    assert metadata == {}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CHECKPOINTS))
+def test_bad_checkpoint_is_refused(case: str, bad_checkpoints: dict[str, Path]) -> None:
+    with pytest.raises(CheckpointError, match=BAD_CHECKPOINTS[case]):
+        load_checkpoint(bad_checkpoints[case], torch.device("cpu"))
+    assert not (bad_checkpoints[case].parent / "executed").exists()
+
+
+def test_save_checkpoint_never_overwrites(tmp_path: Path) -> None:
+    paths = [save_checkpoint(tmp_path, "20260101-000000", {"n": n}, {"n": n}) for n in range(3)]
+    checkpoints = [checkpoint for checkpoint, _ in paths]
+    assert [p.name for p in checkpoints] == [
+        "mnist_cnn_20260101-000000.pt",
+        "mnist_cnn_20260101-000000-1.pt",
+        "mnist_cnn_20260101-000000-2.pt",
+    ]
+    for n, (checkpoint, metadata) in enumerate(paths):
+        assert torch.load(checkpoint, weights_only=True) == {"n": n}
+        assert json.loads(metadata.read_text()) == {"n": n}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for pair in paths for p in pair])
+
+
+def test_failed_save_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(obj: object, path: Path) -> None:
+        Path(path).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, "20260101-000000", {}, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_newest_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no mnist_cnn_"):
+        newest_checkpoint(tmp_path)
+    for age, name in enumerate(["mnist_cnn_b.pt", "mnist_cnn_a.pt", "mnist_cnn_c.pt"]):
+        (tmp_path / name).touch()
+        os.utime(tmp_path / name, (1000 + age, 1000 + age))
+    (tmp_path / "other.pt").touch()
+    assert newest_checkpoint(tmp_path).name == "mnist_cnn_c.pt"
+
+
+def test_provenance_names_the_versions_and_the_commit() -> None:
+    found = provenance()
+    assert set(found["versions"]) == {"python", "torch", "torchvision"}
+    assert found["versions"]["torch"] == str(torch.__version__)
+    commit = found["git_commit"]
+    assert commit is None or (len(commit) == 40 and all(c in "0123456789abcdef" for c in commit))

@@ -1,0 +1,52 @@
+"""device.py: device choice, the autocast type and the allocator setting."""
+
+import argparse
+import resource
+import sys
+
+import pytest
+import torch
+
+import device
+from conftest import recipe_step
+from model import MnistCNN
+from optim import make_scheduled_optimizers
+
+
+def test_device_option_offers_the_known_devices() -> None:
+    parser = argparse.ArgumentParser()
+    device.add_device_option(parser)
+    assert parser.parse_args([]).device == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--device", "tpu"])
+
+
+def test_pick_device() -> None:
+    assert device.pick_device("cpu") == torch.device("cpu")
+    assert device.pick_device("auto").type in {"cpu", "cuda", "mps"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_asking_for_missing_cuda_is_an_error() -> None:
+    with pytest.raises(device.DeviceError, match="no CUDA device is available"):
+        device.pick_device("cuda")
+
+
+def test_autocast_is_bfloat16_or_off() -> None:
+    assert device.autocast_dtype(torch.device("cpu")) in {torch.bfloat16, None}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="keep_freed_memory tunes glibc's malloc, which only Linux has")
+def test_kept_memory_is_reused_with_few_page_faults() -> None:
+    # Measured on the 2-core VM over these ten steps: 9,000 to 20,000 page faults without it, under 200 with it.
+    device.keep_freed_memory()
+    model = MnistCNN().to(memory_format=torch.channels_last)
+    schedules = make_scheduled_optimizers(model, lr=0.03, muon_lr=0.1, total_steps=20)
+    images = torch.randn(128, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    labels = torch.arange(128) % 10
+    faults = []
+    for _ in range(15):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        recipe_step(model, schedules, images, labels)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    assert sum(faults[5:]) < 1000, faults

@@ -1,0 +1,85 @@
+"""evaluate.py: scoring, the report and its pictures, and bad checkpoints as a user meets them."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import evaluate
+import train
+from checkpoint import load_checkpoint
+from conftest import run_script
+from data import load_mnist
+from device import autocast_dtype
+from model import MnistCNN
+from test_checkpoint import BAD_CHECKPOINTS, write_bad_checkpoints
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(trained: train.TrainResult, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Checkpoints that must be refused, by case, made from the session's checkpoint."""
+    return write_bad_checkpoints(tmp_path_factory.mktemp("bad"), trained.checkpoint_path)
+
+
+def test_score_counts_a_constant_model_right() -> None:
+    model = MnistCNN()
+    images, labels = torch.randn(25, 1, 28, 28), torch.arange(25) % 10
+    _, accuracy, predicted = evaluate.score(model, images, labels, None, progress=False)
+    assert predicted.shape == (25,)
+    assert accuracy == pytest.approx(100 * (predicted == labels).float().mean().item())
+
+
+def test_checkpoint_reproduces_stored_test_accuracy(trained: train.TrainResult, data_dir: str) -> None:
+    model, metadata = load_checkpoint(trained.checkpoint_path, torch.device("cpu"))
+    images, labels = load_mnist(data_dir, train=False, device=torch.device("cpu"))
+    _, accuracy, _ = evaluate.score(model, images, labels, autocast_dtype(torch.device("cpu")), progress=False)
+    assert accuracy == pytest.approx(metadata["metrics"]["test_accuracy"], abs=1e-9)
+
+
+def test_evaluate_matches_the_checkpoint_and_writes_the_report(
+    trained: train.TrainResult, data_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    report = tmp_path / "report"
+    args = ["--checkpoint", str(trained.checkpoint_path), "--data-dir", data_dir, "--report", str(report)]
+    assert evaluate.main(args) == 0
+    printed = capsys.readouterr().out
+    stored = trained.metadata["metrics"]["test_accuracy"]
+    assert f"test accuracy  {stored:.2f}%" in printed
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["test_accuracy"] == pytest.approx(stored, abs=1e-9)
+    matrix = torch.tensor(metrics["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 10_000
+    assert matrix.diagonal().sum() == 10_000 - metrics["errors"]
+    assert 100 * matrix.diagonal().sum() / 10_000 == pytest.approx(stored)
+    rows = [line for line in printed.splitlines() if line[:4].strip().isdigit() and len(line.split()) == 11]
+    assert len(rows) == 10 and len({len(row) for row in rows}) == 1
+    with Image.open(report / "confusion_matrix.png") as picture:
+        assert 300 <= picture.width <= 2000 and 300 <= picture.height <= 2000
+    with Image.open(report / "misclassified.png") as picture:
+        assert 56 <= picture.width <= 2000 and 56 <= picture.height <= 2000
+
+
+def test_confusion_matrix_counts_pairs() -> None:
+    labels, predicted = torch.tensor([0, 0, 1, 9]), torch.tensor([0, 1, 1, 9])
+    matrix = evaluate.confusion_matrix(labels, predicted)
+    assert matrix.shape == (10, 10) and matrix.sum() == 4
+    assert matrix[0, 0] == 1 and matrix[0, 1] == 1 and matrix[1, 1] == 1 and matrix[9, 9] == 1
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CHECKPOINTS))
+def test_bad_checkpoint_exits_two_with_one_line(
+    case: str, bad_checkpoints: dict, capsys: pytest.CaptureFixture
+) -> None:
+    assert evaluate.main(["--checkpoint", str(bad_checkpoints[case])]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and BAD_CHECKPOINTS[case] in error and error.count("\n") == 1
+
+
+def test_unsafe_checkpoint_exits_two_as_a_subprocess(bad_checkpoints: dict) -> None:
+    result = run_script("evaluate.py", "--checkpoint", str(bad_checkpoints["unsafe"]))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and BAD_CHECKPOINTS["unsafe"] in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (bad_checkpoints["unsafe"].parent / "executed").exists()

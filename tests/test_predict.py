@@ -1,0 +1,126 @@
+"""predict.py: MNIST-style preparation of digit images in the forms users hand over, and every bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import predict
+import train
+from conftest import run_script
+from data import MNIST_MEAN, MNIST_STD, load_mnist
+from test_checkpoint import BAD_CHECKPOINTS, write_bad_checkpoints
+
+DIGITS = 20
+
+
+@pytest.fixture(scope="module")
+def test_digits(data_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first test images as uint8 (N, 28, 28), light on dark as MNIST stores them, and their labels."""
+    images, labels = load_mnist(data_dir, train=False, device=torch.device("cpu"))
+    pixels = ((images[:DIGITS, 0] * MNIST_STD + MNIST_MEAN) * 255).round().clamp(0, 255).byte()
+    return pixels, labels[:DIGITS]
+
+
+def digit_variants(pixels: torch.Tensor) -> dict[str, Image.Image]:
+    """The same digit drawn the ways a user may hand it over."""
+    light_on_dark = Image.fromarray(pixels.numpy(), mode="L")
+    dark_on_light = Image.eval(light_on_dark, lambda value: 255 - value)
+    enlarged = dark_on_light.resize((140, 140), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (220, 160), (250, 245, 235))
+    ink = Image.new("RGB", (112, 112), (20, 40, 160))
+    canvas.paste(ink, (70, 20), light_on_dark.resize((112, 112), Image.Resampling.BILINEAR))
+    transparent = Image.new("RGBA", (96, 96), (0, 0, 0, 0))
+    transparent.paste(Image.new("RGBA", (96, 96), (0, 0, 0, 255)), (0, 0), light_on_dark.resize((96, 96)))
+    return {
+        "mnist.png": light_on_dark,
+        "inverted.png": dark_on_light,
+        "enlarged.png": enlarged,
+        "colour.png": canvas,
+        "colour.jpg": canvas,
+        "alpha.png": transparent,
+    }
+
+
+@pytest.fixture(scope="module")
+def digit_files(test_digits: tuple, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[Path, int]]]:
+    """PNG and JPEG files of the test digits, by variant, with their labels."""
+    folder = tmp_path_factory.mktemp("digits")
+    pixels, labels = test_digits
+    files: dict[str, list[tuple[Path, int]]] = {}
+    for index, (digit, label) in enumerate(zip(pixels, labels.tolist(), strict=True)):
+        for name, image in digit_variants(digit).items():
+            path = folder / f"{index:02d}-{name}"
+            image.save(path)
+            files.setdefault(name, []).append((path, label))
+    return files
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(trained: train.TrainResult, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Checkpoints that must be refused, by case, made from the session's checkpoint."""
+    return write_bad_checkpoints(tmp_path_factory.mktemp("bad"), trained.checkpoint_path)
+
+
+def test_predict_returns_the_labels_of_every_variant(
+    trained: train.TrainResult, digit_files: dict, capsys: pytest.CaptureFixture
+) -> None:
+    paths = [path for files in digit_files.values() for path, _ in files]
+    assert predict.main([*map(str, paths), "--checkpoint", str(trained.checkpoint_path), "--json"]) == 0
+    answers = {Path(answer["file"]): answer for answer in map(json.loads, capsys.readouterr().out.splitlines())}
+    for variant, files in digit_files.items():
+        correct = sum(answers[path]["digit"] == label for path, label in files)
+        assert correct >= len(files) - 1, f"{variant}: {correct} of {len(files)} right"
+    assert all(0 < answer["probability"] <= 1 for answer in answers.values())
+
+
+def test_predict_lists_top_digits(trained: train.TrainResult, digit_files: dict, capsys: pytest.CaptureFixture) -> None:
+    path, label = digit_files["inverted.png"][0]
+    assert predict.main([str(path), "--checkpoint", str(trained.checkpoint_path), "--top", "3"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{path}: {label} (")
+    assert line.count("%)") == 3
+
+
+def test_predict_goes_on_after_a_bad_image(trained: train.TrainResult, digit_files: dict, tmp_path: Path) -> None:
+    good, label = digit_files["enlarged.png"][0]
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not a picture")
+    missing = tmp_path / "missing.png"
+    result = run_script(
+        "predict.py", str(missing), str(not_an_image), str(good), "--checkpoint", str(trained.checkpoint_path), "--json"
+    )
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["digit"] == label
+    errors = result.stderr.strip().splitlines()
+    assert errors == [f"error: {missing}: no such file", f"error: {not_an_image}: not an image Pillow can read"]
+
+
+def test_predict_refuses_a_blank_image(
+    trained: train.TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    blank = tmp_path / "blank.png"
+    Image.new("L", (40, 40), 255).save(blank)
+    assert predict.main([str(blank), "--checkpoint", str(trained.checkpoint_path)]) == 1
+    assert "no digit found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CHECKPOINTS))
+def test_bad_checkpoint_exits_two_with_one_line(
+    case: str, bad_checkpoints: dict, digit_files: dict, capsys: pytest.CaptureFixture
+) -> None:
+    image = str(digit_files["mnist.png"][0][0])
+    assert predict.main([image, "--checkpoint", str(bad_checkpoints[case])]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and BAD_CHECKPOINTS[case] in error and error.count("\n") == 1
+
+
+def test_truncated_checkpoint_exits_two_as_a_subprocess(bad_checkpoints: dict, digit_files: dict) -> None:
+    result = run_script(
+        "predict.py", str(digit_files["mnist.png"][0][0]), "--checkpoint", str(bad_checkpoints["truncated"])
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and BAD_CHECKPOINTS["truncated"] in result.stderr
+    assert "Traceback" not in result.stderr
