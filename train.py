@@ -25,7 +25,7 @@ from model import MnistCNN, count_parameters
 from optim import make_scheduled_optimizers, step_optimizers
 from options import percentage, positive_float, positive_int
 
-PROGRESS_UPDATES = 20
+CURVE_POINTS = 20
 LABEL_SMOOTHING = 0.1
 
 
@@ -46,6 +46,7 @@ class FitResult:
     train_loss: float
     train_accuracy: float
     train_seconds: float
+    loss_curve: list[float]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -91,14 +92,19 @@ def train_epoch(
     amp_dtype: torch.dtype | None,
     description: str,
     progress: bool,
-) -> tuple[float, float]:
-    """Train model for one shuffled pass over images; return the mean loss and the accuracy in %."""
+) -> tuple[float, float, list[float]]:
+    """Train model for one shuffled pass over images; return the mean loss, the accuracy in % and the loss curve.
+
+    The curve is the mean loss of each of CURVE_POINTS equal parts of the epoch. The running sums
+    stay on the device and are copied at each part's end, so no step waits for the device.
+    """
     model.train()
     order = torch.randperm(len(images), generator=generator).to(images.device)
     loss_sum = torch.zeros((), device=images.device)
     correct = torch.zeros((), dtype=torch.long, device=images.device)
     steps = math.ceil(len(images) / batch_size)
-    update_every = max(1, steps // PROGRESS_UPDATES)
+    part_ends = {round(part * steps / CURVE_POINTS) for part in range(1, CURVE_POINTS + 1)} - {0}
+    part_sums, part_seen = [], []
     bar = tqdm(range(steps), desc=description, unit="batch", disable=not progress, leave=False)
     for step in bar:
         batch = order[step * batch_size : (step + 1) * batch_size]
@@ -111,13 +117,16 @@ def train_epoch(
         step_optimizers(schedules)
         loss_sum += loss.detach() * len(batch)
         correct += (logits.argmax(1) == targets).sum()
-        if progress and (step + 1) % update_every == 0:
-            seen = min((step + 1) * batch_size, len(images))
-            bar.set_postfix(
-                loss=f"{loss_sum.item() / seen:.4f}",
-                acc=f"{100 * correct.item() / seen:.2f}%",
-            )
-    return loss_sum.item() / len(images), 100 * correct.item() / len(images)
+        if step + 1 in part_ends:
+            part_sums.append(loss_sum.clone())
+            part_seen.append(min((step + 1) * batch_size, len(images)))
+            if progress:
+                seen = part_seen[-1]
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%")
+    sums = [0.0, *torch.stack(part_sums).tolist()]
+    seen = [0, *part_seen]
+    curve = [(sums[i + 1] - sums[i]) / (seen[i + 1] - seen[i]) for i in range(len(part_seen))]
+    return loss_sum.item() / len(images), 100 * correct.item() / len(images), curve
 
 
 def fit(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, progress: bool) -> FitResult:
@@ -129,9 +138,10 @@ def fit(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, pr
     schedules = make_scheduled_optimizers(model, args.lr, args.muon_lr, args.epochs * steps_per_epoch)
     amp_dtype = autocast_dtype(images.device)
     train_seconds = 0.0
+    loss_curve = []
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
-        train_loss, train_accuracy = train_epoch(
+        train_loss, train_accuracy, epoch_curve = train_epoch(
             model,
             schedules,
             images,
@@ -144,9 +154,10 @@ def fit(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, pr
         )
         seconds = time.perf_counter() - start
         train_seconds += seconds
+        loss_curve += epoch_curve
         figures = f"train loss {train_loss:.4f}, train accuracy {train_accuracy:.2f}%, {seconds:.1f} s"
         print(f"epoch {epoch}/{args.epochs}: {figures}")
-    return FitResult(model, train_loss, train_accuracy, train_seconds)
+    return FitResult(model, train_loss, train_accuracy, train_seconds, loss_curve)
 
 
 def run_training(args: argparse.Namespace) -> TrainResult:
@@ -175,6 +186,7 @@ def run_training(args: argparse.Namespace) -> TrainResult:
             "train_seconds": fitted.train_seconds,
             "train_images_per_second": args.epochs * len(train_images) / fitted.train_seconds,
             "eval_seconds": eval_seconds,
+            "train_loss_curve": fitted.loss_curve,
         },
         "config": {
             **vars(args),

@@ -140,3 +140,19 @@ def test_missing_data_exits_two_without_writing(tmp_path: Path) -> None:
     for name in MNIST_FILES:
         assert name in lines[0]
     assert not out_dir.exists()
+
+
+def test_run_records_its_loss_curve(trained: train.TrainResult) -> None:
+    metrics = trained.metadata["metrics"]
+    curve = metrics["train_loss_curve"]
+    assert len(curve) == train.CURVE_POINTS
+    assert all(0 < value < 10 for value in curve)
+    assert curve[0] > curve[-1]
+    assert sum(curve) / len(curve) == pytest.approx(metrics["train_loss"], rel=0.05)
+
+
+def test_short_epoch_curve_has_one_point_per_step() -> None:
+    images, labels = torch.randn(50, 1, 28, 28), torch.arange(50) % 10
+    fitted = train.fit(train.parse_args(["--batch-size", "10", "--epochs", "2"]), images, labels, progress=False)
+    assert len(fitted.loss_curve) == 10
+    assert sum(fitted.loss_curve[5:]) / 5 == pytest.approx(fitted.train_loss)
