@@ -5,7 +5,6 @@ Prints a markdown table; --json PATH also writes the figures as JSON.
 
 import argparse
 import contextlib
-import json
 import platform
 import resource
 import statistics
@@ -23,6 +22,7 @@ import train
 from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
 from device import DeviceError, add_device_option, autocast_dtype, keep_freed_memory, pick_device
 from evaluate import score
+from files import WriteError, check_writable_folder, strict_json, write_file
 from model import MnistCNN, count_parameters
 from optim import make_scheduled_optimizers, step_optimizers
 from options import positive_int
@@ -161,13 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or (QUICK_SEEDS if args.quick else 5)
     keep_freed_memory()
     try:
+        if args.json:
+            check_writable_folder(args.json.parent)
         figures = run_benchmark(seeds, args.quick, args.data_dir, pick_device(args.device))
+        print(markdown_table(figures))
+        if args.json:
+            write_file(args.json, strict_json(figures))
     except (DataError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(markdown_table(figures))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    except WriteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

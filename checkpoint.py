@@ -1,6 +1,7 @@
 """Checkpoint files and what they hold: save, find the newest, load safely, the run's provenance."""
 
-import json
+import contextlib
+import io
 import os
 import pickle
 import platform
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 import torchvision
 
+from files import WriteError, strict_json, temporary_path
 from model import MnistCNN
 
 CHECKPOINT_PREFIX = "mnist_cnn_"
@@ -34,14 +36,19 @@ def save_checkpoint(out_dir: Path, stamp: str, checkpoint: dict, metadata: dict)
     """Write checkpoint and its JSON metadata under a fresh timestamped name, never overwriting a file.
 
     Both are written to temporary names in out_dir first; the checkpoint is then hard-linked to its
-    final name (which fails rather than overwrite) and the JSON renamed beside it, so an interruption
-    never leaves a half-written file under a final name.
+    final name (which fails rather than overwrite) and the JSON renamed beside it. A failure or an
+    interruption leaves neither a temporary nor a half-written file, and no file that existed is touched.
     """
-    temporary = out_dir / f".{CHECKPOINT_PREFIX}{stamp}.{os.getpid()}.tmp"
-    temporary_metadata = temporary.with_suffix(".json.tmp")
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    temporary = temporary_path(out_dir / f"{CHECKPOINT_PREFIX}{stamp}.pt")
+    temporary_metadata = temporary_path(out_dir / f"{CHECKPOINT_PREFIX}{stamp}.json")
+    written = []
+    created = not out_dir.exists()
     try:
-        torch.save(checkpoint, temporary)
-        temporary_metadata.write_text(json.dumps(metadata, indent=2) + "\n")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        temporary.write_bytes(buffer.getbuffer())
+        temporary_metadata.write_text(strict_json(metadata))
         while True:
             checkpoint_path = free_checkpoint_path(out_dir, stamp)
             try:
@@ -49,11 +56,19 @@ def save_checkpoint(out_dir: Path, stamp: str, checkpoint: dict, metadata: dict)
                 break
             except FileExistsError:
                 continue
+        written.append(checkpoint_path)
         metadata_path = checkpoint_path.with_suffix(".json")
         os.replace(temporary_metadata, metadata_path)
+        written.clear()
+        created = False
+    except OSError as error:
+        raise WriteError(f"cannot save the checkpoint in {out_dir}: {error.strerror or error}") from None
     finally:
-        temporary.unlink(missing_ok=True)
-        temporary_metadata.unlink(missing_ok=True)
+        for path in (temporary, temporary_metadata, *written):
+            path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
     return checkpoint_path, metadata_path
 
 

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on the 10,000 MNIST test images: accuracy, loss, per-class accuracy, confusion matrix."""
 
 import argparse
-import json
+import io
 import sys
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from tqdm import tqdm
 from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
 from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
 from device import DeviceError, add_device_option, autocast_dtype, pick_device
+from files import WriteError, check_writable_folder, strict_json, write_file
 from model import NUM_CLASSES
 
 EVAL_BATCH_SIZE = 1000
@@ -90,7 +91,7 @@ def draw_confusion_matrix(matrix: torch.Tensor) -> Image.Image:
     draw.text((size // 2, 2), "predicted digit", fill="black", font=font, anchor="ma")
     draw.text((CELL_PIXELS // 2, CELL_PIXELS), "true", fill="black", font=font, anchor="mm")
     top = CELL_PIXELS // 2
-    scale = torch.log1p(matrix.float()) / torch.log1p(matrix.float().max())
+    scale = torch.log1p(matrix.float()) / torch.log1p(matrix.float().max()).clamp(min=1e-6)
     for digit in range(NUM_CLASSES):
         centre = CELL_PIXELS * (digit + 1) + CELL_PIXELS // 2
         draw.text((centre, top + CELL_PIXELS // 2), str(digit), fill="black", font=font, anchor="mm")
@@ -130,11 +131,16 @@ def draw_misclassified(images: torch.Tensor, labels: torch.Tensor, predicted: to
 def write_report(
     folder: Path, metrics: dict, images: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor
 ) -> None:
-    """Write metrics.json, confusion_matrix.png and misclassified.png into folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    draw_confusion_matrix(torch.tensor(metrics["confusion_matrix"])).save(folder / "confusion_matrix.png")
-    draw_misclassified(images, labels, predicted).save(folder / "misclassified.png")
+    """Write metrics.json (strict JSON), confusion_matrix.png and misclassified.png into folder, each whole."""
+    pictures = {
+        "confusion_matrix.png": draw_confusion_matrix(torch.tensor(metrics["confusion_matrix"])),
+        "misclassified.png": draw_misclassified(images, labels, predicted),
+    }
+    write_file(folder / "metrics.json", strict_json(metrics))
+    for name, picture in pictures.items():
+        encoded = io.BytesIO()
+        picture.save(encoded, format="PNG")
+        write_file(folder / name, encoded.getvalue())
 
 
 def evaluate_checkpoint(path: Path, data_dir: str, device: torch.device, progress: bool) -> tuple[dict, tuple]:
@@ -169,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
+        if args.report:
+            check_writable_folder(args.report)
         device = pick_device(args.device)
         path = args.checkpoint or newest_checkpoint(Path("models"))
         metrics, tensors = evaluate_checkpoint(
@@ -181,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DataError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:
-        print(f"error: cannot write the report: {error}", file=sys.stderr)
+    except WriteError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
 

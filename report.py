@@ -2,9 +2,11 @@
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
+from files import WriteError, strict_json, write_file
 from model import PARAMETER_BUDGET
 
 BADGE_COLORS = ((99.0, "brightgreen"), (98.0, "green"), (95.0, "yellow"))
@@ -21,7 +23,8 @@ def read_metadata(path: Path) -> dict:
         metadata = json.loads(path.read_text())
         metrics = metadata["metrics"]
         for key in ("test_accuracy", "train_accuracy", "test_loss", "train_seconds"):
-            float(metrics[key])
+            if not math.isfinite(float(metrics[key])):
+                raise ValueError(f"{key} is {metrics[key]}, not a finite number")
         int(metadata["num_parameters"])
         metadata["versions"]["torch"]
     except OSError as error:
@@ -74,13 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(markdown, end="")
         if args.badge:
-            args.badge.parent.mkdir(parents=True, exist_ok=True)
-            args.badge.write_text(json.dumps(accuracy_badge(metadata)) + "\n")
+            write_file(args.badge, strict_json(accuracy_badge(metadata)))
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except WriteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except OSError as error:
-        print(f"error: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
+        print(f"error: cannot write {args.summary}: {error.strerror}", file=sys.stderr)
         return 1
     return 0
 

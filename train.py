@@ -21,12 +21,17 @@ from checkpoint import provenance, save_checkpoint
 from data import DataError, add_data_option, load_mnist
 from device import DeviceError, add_device_option, autocast_dtype, keep_freed_memory, pick_device
 from evaluate import score
+from files import WriteError, check_writable_folder
 from model import MnistCNN, count_parameters
 from optim import make_scheduled_optimizers, step_optimizers
 from options import percentage, positive_float, positive_int
 
 CURVE_POINTS = 20
 LABEL_SMOOTHING = 0.1
+
+
+class DivergenceError(Exception):
+    """The training loss stopped being a finite number."""
 
 
 @dataclass
@@ -96,7 +101,8 @@ def train_epoch(
     """Train model for one shuffled pass over images; return the mean loss, the accuracy in % and the loss curve.
 
     The curve is the mean loss of each of CURVE_POINTS equal parts of the epoch. The running sums
-    stay on the device and are copied at each part's end, so no step waits for the device.
+    stay on the device and are copied at each part's end, where the loss is also checked for
+    divergence (DivergenceError), so no step but those waits for the device.
     """
     model.train()
     order = torch.randperm(len(images), generator=generator).to(images.device)
@@ -118,6 +124,11 @@ def train_epoch(
         loss_sum += loss.detach() * len(batch)
         correct += (logits.argmax(1) == targets).sum()
         if step + 1 in part_ends:
+            if not torch.isfinite(loss_sum):
+                raise DivergenceError(
+                    f"training diverged: the loss is {loss_sum.item()} by step {step + 1} of {steps} in {description}; "
+                    "try a lower --lr or --muon-lr"
+                )
             part_sums.append(loss_sum.clone())
             part_seen.append(min((step + 1) * batch_size, len(images)))
             if progress:
@@ -165,10 +176,10 @@ def run_training(args: argparse.Namespace) -> TrainResult:
     progress = not args.no_progress and sys.stderr.isatty()
     device = pick_device(args.device)
     amp_dtype = autocast_dtype(device)
+    out_dir = Path(args.out_dir)
+    check_writable_folder(out_dir)
     train_images, train_labels = load_mnist(args.data_dir, train=True, device=device)
     test_images, test_labels = load_mnist(args.data_dir, train=False, device=device)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     fitted = fit(args, train_images, train_labels, progress)
     model = fitted.model
@@ -227,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:
+    except (DivergenceError, WriteError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

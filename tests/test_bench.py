@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import bench
 from conftest import run_script
 
 ROWS = [
@@ -45,3 +46,29 @@ def test_quick_benchmark_prints_a_full_table(data_dir: str, tmp_path: Path) -> N
     assert figures["speedup_over_conventional"] == pytest.approx(
         figures["conventional_epoch_seconds"] / figures["epoch_seconds_median"]
     )
+
+
+def test_json_figures_are_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nan = float("nan")
+    figures = {
+        "quick": True,
+        "seeds": 1,
+        "train_images": 10,
+        "test_images": 10,
+        "parameters": 1,
+        "test_accuracies": [nan],
+        **dict.fromkeys(["test_accuracy_mean", "test_accuracy_std", "test_accuracy_min", "test_accuracy_max"], nan),
+        **dict.fromkeys(["epoch_seconds_median", "images_per_second", "eval_seconds_median", "peak_rss_mb"], 1.0),
+        "conventional_epoch_seconds": float("inf"),
+        "speedup_over_conventional": float("inf"),
+        "torch": "x",
+        "threads": 1,
+        "cpu": "x",
+        "device": "cpu",
+        "autocast": "None",
+    }
+    monkeypatch.setattr(bench, "run_benchmark", lambda *args: figures)
+    path = tmp_path / "figures.json"
+    assert bench.main(["--json", str(path)]) == 0
+    parsed = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert parsed["test_accuracy_mean"] is None and parsed["speedup_over_conventional"] is None

@@ -1,13 +1,18 @@
 """checkpoint.py: saving never overwrites or leaves half a file, the newest is found, unsafe files are refused."""
 
+import errno
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, provenance, save_checkpoint
+from conftest import ROOT
+from files import WriteError
 from model import MnistCNN
 
 
@@ -78,15 +83,72 @@ def test_save_checkpoint_never_overwrites(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for pair in paths for p in pair])
 
 
-def test_failed_save_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def crash(obj: object, path: Path) -> None:
-        Path(path).write_bytes(b"half")
-        raise KeyboardInterrupt
+def interrupted_write(error: BaseException) -> object:
+    """Return a Path.write_bytes that writes half of its data, then raises error."""
 
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(tmp_path, "20260101-000000", {}, {})
+    def write_half(path: Path, data: bytes) -> None:
+        with open(path, "wb") as file:
+            file.write(bytes(data)[: len(data) // 2])
+        raise error
+
+    return write_half
+
+
+@pytest.mark.parametrize(
+    "error", [KeyboardInterrupt(), OSError(errno.ENOSPC, "No space left on device")], ids=["interrupt", "enospc"]
+)
+def test_failed_save_leaves_the_folder_as_it_was(
+    error: BaseException, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    earlier = save_checkpoint(tmp_path, "20260101-000000", {"n": 0}, {"n": 0})
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    monkeypatch.setattr(Path, "write_bytes", interrupted_write(error))
+    expected = KeyboardInterrupt if isinstance(error, KeyboardInterrupt) else WriteError
+    with pytest.raises(expected) as raised:
+        save_checkpoint(tmp_path, "20260101-000000", {"n": 1}, {"n": 1})
+    if expected is WriteError:
+        assert str(raised.value) == f"cannot save the checkpoint in {tmp_path}: No space left on device"
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    assert earlier[0].exists() and earlier[1].exists()
+
+
+def test_failed_save_into_a_new_folder_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Path, "write_bytes", interrupted_write(OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(WriteError):
+        save_checkpoint(tmp_path / "new", "20260101-000000", {}, {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_file_size_limit_fails_cleanly(tmp_path: Path) -> None:
+    earlier = save_checkpoint(tmp_path, "20260101-000000", {"n": 0}, {"n": 0})
+    before = sorted(path.name for path in tmp_path.iterdir())
+    code = (
+        "import sys, torch; from checkpoint import save_checkpoint; from files import WriteError\n"
+        "try:\n"
+        f"    save_checkpoint(__import__('pathlib').Path({str(tmp_path)!r}), '20260101-000000',"
+        " {'weights': torch.zeros(100_000)}, {})\n"
+        "except WriteError as error:\n"
+        "    sys.exit(str(error))\n"
+    )
+    result = subprocess.run(
+        ["bash", "-c", 'ulimit -f 64 && exec "$0" -c "$1"', sys.executable, code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"cannot save the checkpoint in {tmp_path}: File too large"
+    assert sorted(path.name for path in tmp_path.iterdir()) == before
+    assert torch.load(earlier[0], weights_only=True) == {"n": 0}
+
+
+def test_metadata_is_strict_json(tmp_path: Path) -> None:
+    _, metadata_path = save_checkpoint(tmp_path, "20260101-000000", {}, {"loss": float("nan"), "x": [float("inf")]})
+    text = metadata_path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON")) == {"loss": None, "x": [None]}
 
 
 def test_newest_checkpoint(tmp_path: Path) -> None:

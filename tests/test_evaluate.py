@@ -83,3 +83,22 @@ def test_unsafe_checkpoint_exits_two_as_a_subprocess(bad_checkpoints: dict) -> N
     assert result.stderr.startswith("error: ") and BAD_CHECKPOINTS["unsafe"] in result.stderr
     assert "Traceback" not in result.stderr
     assert not (bad_checkpoints["unsafe"].parent / "executed").exists()
+
+
+def test_report_writes_strict_json(tmp_path: Path) -> None:
+    nan, inf = float("nan"), float("inf")
+    metrics = {"test_accuracy": nan, "per_class_accuracy": [inf] * 10, "confusion_matrix": [[0] * 10] * 10}
+    images, labels = torch.zeros(2, 1, 28, 28), torch.tensor([1, 2])
+    evaluate.write_report(tmp_path, metrics, images, labels, torch.tensor([1, 3]))
+    text = (tmp_path / "metrics.json").read_text()
+    parsed = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in metrics.json"))
+    assert parsed["test_accuracy"] is None and parsed["per_class_accuracy"] == [None] * 10
+    written = sorted(path.name for path in tmp_path.iterdir())
+    assert written == ["confusion_matrix.png", "metrics.json", "misclassified.png"]
+
+
+def test_report_folder_that_is_a_file_fails_before_evaluating(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    taken = tmp_path / "report"
+    taken.write_text("a file")
+    assert evaluate.main(["--checkpoint", str(tmp_path / "missing.pt"), "--report", str(taken)]) == 1
+    assert capsys.readouterr().err == f"error: cannot write into {taken}: {taken} is a file, not a folder\n"

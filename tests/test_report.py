@@ -63,7 +63,7 @@ def test_cli_appends_summary_and_writes_badge(tmp_path: Path) -> None:
     badge = tmp_path / "badge" / "accuracy.json"
     assert report.main([str(write_metadata(tmp_path, METADATA)), "--summary", str(summary), "--badge", str(badge)]) == 0
     assert summary.read_text() == "earlier step\n" + report.summary_markdown(METADATA)
-    assert json.loads(badge.read_text())["message"] == "99.12%"
+    assert json.loads(badge.read_text(), parse_constant=pytest.fail)["message"] == "99.12%"
 
 
 def test_cli_reads_the_json_of_a_real_run(trained: train.TrainResult, capsys: pytest.CaptureFixture) -> None:
@@ -79,6 +79,8 @@ def test_cli_reads_the_json_of_a_real_run(trained: train.TrainResult, capsys: py
         ("not json", "is not the metadata JSON"),
         (json.dumps({"metrics": {}}), "is not the metadata JSON"),
         (json.dumps(METADATA | {"num_parameters": "many"}), "is not the metadata JSON"),
+        ('{"metrics": {"test_accuracy": NaN}}', "is not the metadata JSON"),
+        (json.dumps(METADATA | {"metrics": METADATA["metrics"] | {"test_accuracy": float("inf")}}), "not a finite"),
     ],
 )
 def test_cli_refuses_bad_metadata(

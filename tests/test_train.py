@@ -1,5 +1,6 @@
 """train.py: the one session run's accuracy and files, determinism, the accuracy gate and the command line."""
 
+import errno
 import json
 import re
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 import train
 from conftest import offline_env, run_script
 from data import MNIST_FILES
+from model import MnistCNN
 
 MIN_ACCURACY = 95.0
 CHECKPOINT_NAME = re.compile(r"mnist_cnn_\d{8}-\d{6}(-\d+)?\.pt")
@@ -156,3 +158,44 @@ def test_short_epoch_curve_has_one_point_per_step() -> None:
     fitted = train.fit(train.parse_args(["--batch-size", "10", "--epochs", "2"]), images, labels, progress=False)
     assert len(fitted.loss_curve) == 10
     assert sum(fitted.loss_curve[5:]) / 5 == pytest.approx(fitted.train_loss)
+
+
+def test_divergence_stops_with_one_line_and_no_checkpoint(data_dir: str, tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    args = ["--lr", "1e6", "--muon-lr", "1e6", "--data-dir", data_dir, "--out-dir", str(out_dir), "--no-progress"]
+    result = run_script("train.py", *args)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert re.fullmatch(
+        r"error: training diverged: the loss is (nan|inf) by step \d+ of 375 in epoch 1/1; "
+        r"try a lower --lr or --muon-lr",
+        lines[0],
+    )
+    assert not out_dir.exists()
+
+
+def test_output_folder_that_is_a_file_fails_before_training(tmp_path: Path) -> None:
+    taken = tmp_path / "models"
+    taken.write_text("not a folder")
+    result = run_script("train.py", "--out-dir", str(taken), "--data-dir", str(tmp_path / "no-data"))
+    assert result.returncode == 1
+    assert result.stderr == f"error: cannot write into {taken}: {taken} is a file, not a folder\n"
+    assert taken.read_text() == "not a folder"
+
+
+def test_full_disk_while_saving_fails_cleanly(
+    data_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "mnist_cnn_20260101-000000.pt").write_bytes(b"an earlier checkpoint")
+    untrained = train.FitResult(MnistCNN(), 2.3, 10.0, 1.0, [2.3])
+    monkeypatch.setattr(train, "fit", lambda args, images, labels, progress: untrained)
+
+    def full_disk(self: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    assert train.main(["--data-dir", data_dir, "--out-dir", str(tmp_path), "--no-progress"]) == 1
+    assert capsys.readouterr().err == f"error: cannot save the checkpoint in {tmp_path}: No space left on device\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["mnist_cnn_20260101-000000.pt"]
+    assert (tmp_path / "mnist_cnn_20260101-000000.pt").read_bytes() == b"an earlier checkpoint"

@@ -1,0 +1,54 @@
+"""Writing files safely: strict JSON, a check of the folder before the work, each file whole or not at all."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+
+class WriteError(Exception):
+    """A file cannot be written where it was asked for."""
+
+
+def strict_json(value: object) -> str:
+    """Return value as strict JSON text with a final newline; NaN and infinities, which JSON lacks, become null."""
+
+    def finite(item: object) -> object:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: finite(inner) for key, inner in item.items()}
+        if isinstance(item, list | tuple):
+            return [finite(inner) for inner in item]
+        return item
+
+    return json.dumps(finite(value), indent=2, allow_nan=False) + "\n"
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Raise WriteError now, before any work, when folder cannot be created or written to."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise WriteError(f"cannot write into {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WriteError(f"cannot write into {folder}: {existing} is not writable")
+
+
+def temporary_path(path: Path) -> Path:
+    """Return a hidden temporary name beside path, unique to this process."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_file(path: Path, data: bytes | str) -> None:
+    """Write data to path whole or not at all: a failure leaves no temporary file and path as it was."""
+    temporary = temporary_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(temporary, path)
+    except OSError as error:
+        raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
