@@ -16,10 +16,14 @@ MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 DATA_DIR_ENV = "MNIST_DATA_DIR"
+SPLIT_SIZES = {True: 60_000, False: 10_000}
+IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
+IMAGE_SIDE = 28
+NUM_LABELS = 10
 
 
 class DataError(Exception):
-    """The MNIST files are missing and cannot be downloaded."""
+    """The MNIST files are missing and cannot be downloaded, or a file present is not a valid MNIST file."""
 
 
 def default_data_dir() -> str:
@@ -36,8 +40,53 @@ def add_data_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def raw_file_problem(path: Path, images: bool, count: int) -> str | None:
+    """Return what is wrong with one raw MNIST file (found against expected), or None when it is sound."""
+    header_size = 16 if images else 8
+    item_size = IMAGE_SIDE * IMAGE_SIDE if images else 1
+    with path.open("rb") as file:
+        header = file.read(header_size)
+        if len(header) < header_size:
+            return f"it is {len(header)} bytes long, shorter than its {header_size}-byte header"
+        fields = [int.from_bytes(header[start : start + 4], "big") for start in range(0, header_size, 4)]
+        expected_magic = IMAGES_MAGIC if images else LABELS_MAGIC
+        if fields[0] != expected_magic:
+            return f"its magic number is {fields[0]}, expected {expected_magic}"
+        if fields[1] != count:
+            return f"its header counts {fields[1]:,} items, expected {count:,}"
+        if images and fields[2:] != [IMAGE_SIDE, IMAGE_SIDE]:
+            return f"its images are {fields[2]}x{fields[3]}, expected {IMAGE_SIDE}x{IMAGE_SIDE}"
+        size, expected_size = path.stat().st_size, header_size + count * item_size
+        if size != expected_size:
+            return f"it is {size:,} bytes long, expected {expected_size:,}"
+        if not images:
+            largest = max(file.read())
+            if largest >= NUM_LABELS:
+                return f"it holds the label {largest}, expected labels 0 to {NUM_LABELS - 1}"
+    return None
+
+
+def check_raw_files(data_dir: str, train: bool) -> None:
+    """Raise DataError when a raw file of the split is present but not sound; missing ones are left to download."""
+    images_name, labels_name = MNIST_FILES[:2] if train else MNIST_FILES[2:]
+    for name, images in ((images_name, True), (labels_name, False)):
+        path = Path(data_dir) / "MNIST" / "raw" / name
+        if not path.exists():
+            continue
+        try:
+            problem = raw_file_problem(path, images, SPLIT_SIZES[train])
+        except OSError as error:
+            problem = f"it cannot be read ({error.strerror or error})"
+        if problem:
+            raise DataError(
+                f"{path} is not a valid MNIST file: {problem}; delete it so that it is downloaded again, "
+                "or copy a good one in its place"
+            )
+
+
 def load_mnist(data_dir: str, train: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Return MNIST's images, normalised, as one (N, 1, 28, 28) channels-last tensor on device, and its labels."""
+    check_raw_files(data_dir, train)
     try:
         dataset = torchvision.datasets.MNIST(root=data_dir, train=train, download=True)
     except (OSError, RuntimeError) as error:

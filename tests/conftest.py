@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 import train
-from data import default_data_dir
+from data import MNIST_FILES, default_data_dir
 from model import MnistCNN
 from optim import step_optimizers
 
@@ -43,6 +44,32 @@ def recipe_step(model: MnistCNN, schedules: list, images: torch.Tensor, labels: 
     loss.backward()
     step_optimizers(schedules)
     return loss.item()
+
+
+def copy_with(raw: Path, name: str, change: Callable[[bytes], bytes]) -> None:
+    """Link the real MNIST files into raw, except name, which is written changed by change(bytes)."""
+    real = Path(default_data_dir()).resolve() / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for file in MNIST_FILES:
+        if file != name:
+            (raw / file).symlink_to(real / file)
+    (raw / name).write_bytes(change((real / name).read_bytes()))
+
+
+def set_byte(offset: int, value: int) -> Callable[[bytes], bytes]:
+    """Return a change that sets one byte."""
+    return lambda content: content[:offset] + bytes([value]) + content[offset + 1 :]
+
+
+@pytest.fixture(scope="session")
+def bad_labels_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A data folder like the real one whose test labels hold a label 11."""
+    folder = tmp_path_factory.mktemp("bad-mnist")
+    copy_with(folder / "MNIST" / "raw", MNIST_FILES[3], set_byte(100, 11))
+    return str(folder)
+
+
+BAD_LABELS_MESSAGE = "t10k-labels-idx1-ubyte is not a valid MNIST file: it holds the label 11, expected labels 0 to 9"
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import bench
-from conftest import run_script
+from conftest import BAD_LABELS_MESSAGE, run_script
 
 ROWS = [
     "Parameters",
@@ -72,3 +72,13 @@ def test_json_figures_are_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert bench.main(["--json", str(path)]) == 0
     parsed = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
     assert parsed["test_accuracy_mean"] is None and parsed["speedup_over_conventional"] is None
+
+
+def test_bad_mnist_file_exits_two_without_writing(
+    bad_labels_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    figures = tmp_path / "figures.json"
+    assert bench.main(["--quick", "--data-dir", bad_labels_dir, "--json", str(figures)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and BAD_LABELS_MESSAGE in error and error.count("\n") == 1
+    assert not figures.exists()

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import data
+from conftest import copy_with, set_byte
 
 
 def test_default_data_dir_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,3 +49,31 @@ def test_missing_data_names_the_folder_and_files(tmp_path: Path, monkeypatch: py
     message = str(raised.value)
     assert message.startswith(f"MNIST not found in {tmp_path / 'MNIST' / 'raw'}")
     assert all(name in message for name in data.MNIST_FILES)
+
+
+BAD_FILES = [
+    ("t10k-labels-idx1-ubyte", set_byte(100, 11), "it holds the label 11, expected labels 0 to 9"),
+    ("t10k-labels-idx1-ubyte", set_byte(3, 3), "its magic number is 2051, expected 2049"),
+    ("t10k-images-idx3-ubyte", lambda content: content[:100_000], "it is 100,000 bytes long, expected 7,840,016"),
+    ("t10k-images-idx3-ubyte", set_byte(7, 0x11), "its header counts 10,001 items, expected 10,000"),
+    ("t10k-images-idx3-ubyte", set_byte(11, 32), "its images are 32x28, expected 28x28"),
+    ("t10k-labels-idx1-ubyte", lambda content: content[:5], "it is 5 bytes long, shorter than its 8-byte header"),
+    ("train-labels-idx1-ubyte", lambda content: content + b"\0", "it is 60,009 bytes long, expected 60,008"),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "problem"), BAD_FILES)
+def test_bad_raw_file_is_named_with_what_is_wrong(name: str, change: object, problem: str, tmp_path: Path) -> None:
+    copy_with(tmp_path / "MNIST" / "raw", name, change)
+    with pytest.raises(data.DataError) as raised:
+        data.load_mnist(str(tmp_path), train=name.startswith("train"), device=torch.device("cpu"))
+    path = tmp_path / "MNIST" / "raw" / name
+    assert str(raised.value) == (
+        f"{path} is not a valid MNIST file: {problem}; "
+        "delete it so that it is downloaded again, or copy a good one in its place"
+    )
+
+
+def test_sound_files_pass_the_check(data_dir: str) -> None:
+    for train in (True, False):
+        data.check_raw_files(data_dir, train)

@@ -10,7 +10,7 @@ from PIL import Image
 import evaluate
 import train
 from checkpoint import load_checkpoint
-from conftest import run_script
+from conftest import BAD_LABELS_MESSAGE, run_script
 from data import load_mnist
 from device import autocast_dtype
 from model import MnistCNN
@@ -102,3 +102,14 @@ def test_report_folder_that_is_a_file_fails_before_evaluating(tmp_path: Path, ca
     taken.write_text("a file")
     assert evaluate.main(["--checkpoint", str(tmp_path / "missing.pt"), "--report", str(taken)]) == 1
     assert capsys.readouterr().err == f"error: cannot write into {taken}: {taken} is a file, not a folder\n"
+
+
+def test_bad_mnist_file_exits_two_without_writing(
+    trained: train.TrainResult, bad_labels_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    report = tmp_path / "report"
+    args = ["--checkpoint", str(trained.checkpoint_path), "--data-dir", bad_labels_dir, "--report", str(report)]
+    assert evaluate.main(args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and BAD_LABELS_MESSAGE in error and error.count("\n") == 1
+    assert not report.exists()

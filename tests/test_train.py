@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import train
-from conftest import offline_env, run_script
+from conftest import BAD_LABELS_MESSAGE, offline_env, run_script
 from data import MNIST_FILES
 from model import MnistCNN
 
@@ -199,3 +199,12 @@ def test_full_disk_while_saving_fails_cleanly(
     assert capsys.readouterr().err == f"error: cannot save the checkpoint in {tmp_path}: No space left on device\n"
     assert [path.name for path in tmp_path.iterdir()] == ["mnist_cnn_20260101-000000.pt"]
     assert (tmp_path / "mnist_cnn_20260101-000000.pt").read_bytes() == b"an earlier checkpoint"
+
+
+def test_bad_mnist_file_exits_two_without_writing(bad_labels_dir: str, tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    result = run_script("train.py", "--data-dir", bad_labels_dir, "--out-dir", str(out_dir), "--no-progress")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert BAD_LABELS_MESSAGE in result.stderr and "Traceback" not in result.stderr
+    assert not out_dir.exists()
