@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import torch
-import torchvision
 
 from files import WriteError, strict_json, temporary_path
 from model import MnistCNN
@@ -125,6 +124,8 @@ def git_commit() -> str | None:
 
 def provenance() -> dict:
     """Return what produced a run: the versions of Python, torch and torchvision, and the git commit."""
+    import torchvision  # only here: scripts that load checkpoints do not need it
+
     return {
         "versions": {
             "python": platform.python_version(),

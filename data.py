@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import torch
-import torchvision
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -84,16 +83,34 @@ def check_raw_files(data_dir: str, train: bool) -> None:
             )
 
 
-def load_mnist(data_dir: str, train: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return MNIST's images, normalised, as one (N, 1, 28, 28) channels-last tensor on device, and its labels."""
-    check_raw_files(data_dir, train)
+def download_mnist(data_dir: str) -> None:
+    """Download MNIST's raw files into data_dir/MNIST/raw with torchvision; raise DataError when that fails."""
+    import torchvision  # only here: importing it takes about a second that a run with the files present saves
+
     try:
-        dataset = torchvision.datasets.MNIST(root=data_dir, train=train, download=True)
+        torchvision.datasets.MNIST(root=data_dir, train=True, download=True)
     except (OSError, RuntimeError) as error:
         raw = Path(data_dir) / "MNIST" / "raw"
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         raise DataError(
             f"MNIST not found in {raw} (expected {', '.join(MNIST_FILES)}) and the download failed: {reason}"
         ) from None
-    images = dataset.data.to(device=device, dtype=torch.float32).div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)
-    return images.unsqueeze(1).contiguous(memory_format=torch.channels_last), dataset.targets.to(device)
+
+
+def load_mnist(data_dir: str, train: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return MNIST's images, normalised, as one (N, 1, 28, 28) channels-last tensor on device, and its labels.
+
+    The raw files are checked before use and downloaded when missing.
+    """
+    raw = Path(data_dir) / "MNIST" / "raw"
+    images_path, labels_path = (raw / name for name in (MNIST_FILES[:2] if train else MNIST_FILES[2:]))
+    check_raw_files(data_dir, train)
+    if not (images_path.is_file() and labels_path.is_file()):
+        download_mnist(data_dir)
+        check_raw_files(data_dir, train)
+    count = SPLIT_SIZES[train]
+    pixels = torch.frombuffer(bytearray(images_path.read_bytes()), dtype=torch.uint8)[16:]
+    labels = torch.frombuffer(bytearray(labels_path.read_bytes()), dtype=torch.uint8)[8:].long()
+    images = pixels.view(count, 1, IMAGE_SIDE, IMAGE_SIDE).to(device=device, dtype=torch.float32)
+    images = images.div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)
+    return images.contiguous(memory_format=torch.channels_last), labels.to(device)

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 from tqdm import tqdm
 
-from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
+from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, provenance
 from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
 from device import DeviceError, add_device_option, autocast_dtype, pick_device
 from files import WriteError, check_writable_folder, strict_json, write_file
@@ -158,7 +157,7 @@ def evaluate_checkpoint(path: Path, data_dir: str, device: torch.device, progres
         "test_loss": loss,
         "per_class_accuracy": per_class,
         "confusion_matrix": matrix.tolist(),
-        "torchvision": torchvision.__version__,
+        "torchvision": provenance()["versions"]["torchvision"],
     }
     return metrics, (images, labels, predicted)
 
