@@ -157,7 +157,7 @@ def ink_mask(
     strokes: list[Stroke], size: tuple[int, int], box: tuple[float, float, float, float], width: float
 ) -> Image.Image:
     """Return an 'L' mask of strokes drawn with a round pen of width pixels, the unit box mapped onto box."""
-    scale = 4
+    scale = 4 if max(size) <= 400 else 2
     mask = Image.new("L", (size[0] * scale, size[1] * scale), 0)
     draw = ImageDraw.Draw(mask)
     left, top, right, bottom = box
@@ -198,7 +198,7 @@ def page(
         alpha = alpha * np.clip(1 - texture * (grain[..., None] / 255 + 0.1 * rng.random()), 0, 1) ** 1.5
     colour = np.array(paper, np.float32) * (1 - alpha) + np.array(ink, np.float32) * alpha
     shaded = colour * lighting(mask.size, rng, light)[..., None]
-    shaded += np.random.default_rng(rng.randrange(2**32)).normal(0, noise * 255, shaded.shape)
+    shaded += (noise * 255) * np.random.default_rng(rng.randrange(2**32)).standard_normal(shaded.shape, np.float32)
     return Image.fromarray(np.clip(shaded, 0, 255).astype(np.uint8), "RGB")
 
 
@@ -349,11 +349,13 @@ def encode(image: Image.Image, kind: str, rng: random.Random) -> tuple[bytes, st
         exif[0x0112] = 6
         image.rotate(90, expand=True).save(buffer, "JPEG", quality=80, exif=exif)
     elif kind == "png-16bit":
-        Image.fromarray(np.asarray(grey, dtype=np.uint16) * 257).save(buffer, "PNG")
+        Image.fromarray(np.asarray(grey, dtype=np.uint16) * 257).save(buffer, "PNG", compress_level=1)
     elif kind == "png-palette":
-        image.quantize(64).save(buffer, "PNG")
+        image.quantize(64, method=Image.Quantize.FASTOCTREE).save(buffer, "PNG", compress_level=1)
     elif kind == "png-rgba":
-        image.convert("RGBA").save(buffer, "PNG")
+        image.convert("RGBA").save(buffer, "PNG", compress_level=1)
+    elif kind == "png":
+        image.save(buffer, "PNG", compress_level=1)
     else:
         image.save(buffer, kind.upper())
     suffix = {"jpeg": "jpg", "jpeg-grey": "jpg", "jpeg-cmyk": "jpg", "jpeg-rotated": "jpg", "tiff": "tif"}

@@ -1,12 +1,15 @@
 """predict.py: MNIST-style preparation of digit images in the forms users hand over, and every bad input."""
 
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+import handwriting
 import predict
 import train
 from conftest import run_script
@@ -84,18 +87,56 @@ def test_predict_lists_top_digits(trained: train.TrainResult, digit_files: dict,
     assert line.count("%)") == 3
 
 
-def test_predict_goes_on_after_a_bad_image(trained: train.TrainResult, digit_files: dict, tmp_path: Path) -> None:
+def png_claiming(width: int, height: int) -> bytes:
+    """Return a tiny 1-bit PNG whose header claims width x height pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory: pytest.TempPathFactory, digit_files: dict) -> dict[str, tuple[Path, str]]:
+    """Files that must each be refused with one line, by case, with the message expected."""
+    folder = tmp_path_factory.mktemp("hostile")
+    good = digit_files["enlarged.png"][0][0].read_bytes()
+    (folder / "notes.png").write_text("not a picture")
+    (folder / "empty.png").touch()
+    (folder / "a-folder.png").mkdir()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    (folder / "bomb.png").write_bytes(png_claiming(100_000, 100_000))
+    Image.new("1", (8000, 6000)).save(folder / "huge.png")
+    limit = f"{Image.MAX_IMAGE_PIXELS:,}"
+    return {
+        "missing": (folder / "missing.png", "no such file"),
+        "text": (folder / "notes.png", "not an image Pillow can read"),
+        "empty": (folder / "empty.png", "is an empty file"),
+        "folder": (folder / "a-folder.png", "is a folder, not an image file"),
+        "truncated": (folder / "truncated.png", "cannot read it ("),
+        "bomb": (folder / "bomb.png", f"too large: past Pillow's decompression-bomb limit of {limit} pixels"),
+        "huge": (folder / "huge.png", "too large: 8000x6000 pixels, more than 40 megapixels"),
+    }
+
+
+def test_hostile_files_are_named_and_the_rest_classified(
+    trained: train.TrainResult, digit_files: dict, hostile_files: dict
+) -> None:
     good, label = digit_files["enlarged.png"][0]
-    not_an_image = tmp_path / "notes.png"
-    not_an_image.write_text("not a picture")
-    missing = tmp_path / "missing.png"
+    bad = [str(path) for path, _ in hostile_files.values()]
     result = run_script(
-        "predict.py", str(missing), str(not_an_image), str(good), "--checkpoint", str(trained.checkpoint_path), "--json"
+        "predict.py", *bad[:3], str(good), *bad[3:], "--checkpoint", str(trained.checkpoint_path), "--json"
     )
     assert result.returncode == 1
     assert json.loads(result.stdout)["digit"] == label
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr
     errors = result.stderr.strip().splitlines()
-    assert errors == [f"error: {missing}: no such file", f"error: {not_an_image}: not an image Pillow can read"]
+    assert len(errors) == len(hostile_files)
+    for line, (path, message) in zip(errors, hostile_files.values(), strict=True):
+        assert line.startswith(f"error: {path}: {message}"), line
 
 
 def test_predict_refuses_a_blank_image(
@@ -124,3 +165,18 @@ def test_truncated_checkpoint_exits_two_as_a_subprocess(bad_checkpoints: dict, d
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and BAD_CHECKPOINTS["truncated"] in result.stderr
     assert "Traceback" not in result.stderr
+
+
+HANDWRITING_TARGET = 0.90
+
+
+def test_real_handwriting_is_recognised(
+    trained: train.TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    files = handwriting.write_set(tmp_path, per_style_and_digit=1, seed=3)
+    paths = [str(path) for path, _, _ in files]
+    assert predict.main([*paths, "--checkpoint", str(trained.checkpoint_path), "--json"]) == 0
+    answers = [json.loads(line)["digit"] for line in capsys.readouterr().out.splitlines()]
+    wrong = [(path.name, answer) for (path, digit, _), answer in zip(files, answers, strict=True) if answer != digit]
+    assert len(answers) == len(files) == 10 * len(handwriting.STYLES)
+    assert 1 - len(wrong) / len(files) >= HANDWRITING_TARGET, wrong
