@@ -5,7 +5,6 @@ Prints a markdown table; --json PATH also writes the figures as JSON.
 
 import argparse
 import contextlib
-import platform
 import resource
 import statistics
 import sys
@@ -20,7 +19,7 @@ from torchvision import transforms
 
 import train
 from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
-from device import DeviceError, add_device_option, autocast_dtype, keep_freed_memory, pick_device
+from device import DeviceError, add_device_option, autocast_dtype, cpu_model, keep_freed_memory, pick_device
 from evaluate import score
 from files import WriteError, check_writable_folder, strict_json, write_file
 from model import MnistCNN, count_parameters
@@ -31,17 +30,6 @@ CONVENTIONAL_BATCH_SIZE = 64
 QUICK_SEEDS = 2
 QUICK_TRAIN_IMAGES = 4096
 QUICK_TEST_IMAGES = 1024
-
-
-def cpu_model() -> str:
-    """Return the CPU's model name from /proc/cpuinfo, or what platform knows where that file is missing."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def conventional_epoch_seconds(

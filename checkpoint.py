@@ -6,6 +6,7 @@ import os
 import pickle
 import platform
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,34 +21,42 @@ class CheckpointError(Exception):
     """A checkpoint is missing, unreadable, unsafe or not a MnistCNN checkpoint."""
 
 
+SIDECAR_SUFFIXES = (".json", ".md", ".onnx")
+
+
 def free_checkpoint_path(out_dir: Path, stamp: str) -> Path:
-    """Return out_dir/mnist_cnn_<stamp>.pt, or with -1, -2, ... appended, such that neither it nor its JSON exists."""
+    """Return out_dir/mnist_cnn_<stamp>.pt, or with -1, -2, ... appended, such that neither it nor a sidecar exists."""
     suffix = 0
     while True:
         name = CHECKPOINT_PREFIX + stamp + (f"-{suffix}" if suffix else "")
         path = out_dir / f"{name}.pt"
-        if not path.exists() and not path.with_suffix(".json").exists():
+        if not any(path.with_suffix(extension).exists() for extension in (".pt", *SIDECAR_SUFFIXES)):
             return path
         suffix += 1
 
 
-def save_checkpoint(out_dir: Path, stamp: str, checkpoint: dict, metadata: dict) -> tuple[Path, Path]:
-    """Write checkpoint and its JSON metadata under a fresh timestamped name, never overwriting a file.
+def save_checkpoint(
+    out_dir: Path, stamp: str, checkpoint: dict, metadata: dict, card: Callable[[str], str] | None = None
+) -> tuple[Path, Path]:
+    """Write checkpoint, its JSON metadata and its model card under a fresh timestamped name, never overwriting.
 
-    Both are written to temporary names in out_dir first; the checkpoint is then hard-linked to its
-    final name (which fails rather than overwrite) and the JSON renamed beside it. A failure or an
-    interruption leaves neither a temporary nor a half-written file, and no file that existed is touched.
+    card, when given, returns the card's text for the checkpoint's final name (its stem). All files
+    are written to temporary names in out_dir first; the checkpoint is hard-linked to its final name
+    (which fails rather than overwrite) and the others renamed beside it. A failure or an interruption
+    leaves neither a temporary nor a half-written file, and no file that existed is touched.
+    Return the paths of the checkpoint and of its JSON; the card is the checkpoint's path with .md.
     """
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
+    suffixes = [".json", ".md"] if card is not None else [".json"]
     temporary = temporary_path(out_dir / f"{CHECKPOINT_PREFIX}{stamp}.pt")
-    temporary_metadata = temporary_path(out_dir / f"{CHECKPOINT_PREFIX}{stamp}.json")
+    temporaries = {suffix: temporary_path(out_dir / f"{CHECKPOINT_PREFIX}{stamp}{suffix}") for suffix in suffixes}
     written = []
     created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         temporary.write_bytes(buffer.getbuffer())
-        temporary_metadata.write_text(strict_json(metadata))
+        temporaries[".json"].write_text(strict_json(metadata))
         while True:
             checkpoint_path = free_checkpoint_path(out_dir, stamp)
             try:
@@ -56,19 +65,22 @@ def save_checkpoint(out_dir: Path, stamp: str, checkpoint: dict, metadata: dict)
             except FileExistsError:
                 continue
         written.append(checkpoint_path)
-        metadata_path = checkpoint_path.with_suffix(".json")
-        os.replace(temporary_metadata, metadata_path)
+        if card is not None:
+            temporaries[".md"].write_text(card(checkpoint_path.stem))
+        for suffix, path in temporaries.items():
+            os.replace(path, checkpoint_path.with_suffix(suffix))
+            written.append(checkpoint_path.with_suffix(suffix))
         written.clear()
         created = False
     except OSError as error:
         raise WriteError(f"cannot save the checkpoint in {out_dir}: {error.strerror or error}") from None
     finally:
-        for path in (temporary, temporary_metadata, *written):
+        for path in (temporary, *temporaries.values(), *written):
             path.unlink(missing_ok=True)
         if created:
             with contextlib.suppress(OSError):
                 out_dir.rmdir()
-    return checkpoint_path, metadata_path
+    return checkpoint_path, checkpoint_path.with_suffix(".json")
 
 
 def newest_checkpoint(folder: Path) -> Path:

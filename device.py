@@ -2,7 +2,9 @@
 
 import argparse
 import ctypes
+import platform
 import sys
+from pathlib import Path
 
 import torch
 
@@ -47,6 +49,17 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return torch.bfloat16
     return None
+
+
+def cpu_model() -> str:
+    """Return the CPU's model name from /proc/cpuinfo, or what platform knows where that file is missing."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def keep_freed_memory() -> None:

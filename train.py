@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from card import model_card
 from checkpoint import provenance, save_checkpoint
 from data import DataError, add_data_option, load_mnist
-from device import DeviceError, add_device_option, autocast_dtype, keep_freed_memory, pick_device
-from evaluate import score
+from device import DeviceError, add_device_option, autocast_dtype, cpu_model, keep_freed_memory, pick_device
+from evaluate import confusion_matrix, score
 from files import WriteError, check_writable_folder
 from model import MnistCNN, count_parameters
 from optim import make_scheduled_optimizers, step_optimizers
@@ -184,8 +185,9 @@ def run_training(args: argparse.Namespace) -> TrainResult:
     fitted = fit(args, train_images, train_labels, progress)
     model = fitted.model
     start = time.perf_counter()
-    test_loss, test_accuracy, _ = score(model, test_images, test_labels, amp_dtype, progress)
+    test_loss, test_accuracy, predicted = score(model, test_images, test_labels, amp_dtype, progress)
     eval_seconds = time.perf_counter() - start
+    matrix = confusion_matrix(test_labels, predicted)
 
     now = datetime.datetime.now().astimezone()
     metadata = {
@@ -198,12 +200,15 @@ def run_training(args: argparse.Namespace) -> TrainResult:
             "train_images_per_second": args.epochs * len(train_images) / fitted.train_seconds,
             "eval_seconds": eval_seconds,
             "train_loss_curve": fitted.loss_curve,
+            "per_class_accuracy": (100 * matrix.diagonal() / matrix.sum(1)).tolist(),
         },
         "config": {
             **vars(args),
             "resolved_device": str(device),
             "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype else None,
+            "label_smoothing": LABEL_SMOOTHING,
         },
+        "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
         "num_parameters": count_parameters(model),
         "timestamp": now.isoformat(timespec="seconds"),
         **provenance(),
@@ -214,6 +219,7 @@ def run_training(args: argparse.Namespace) -> TrainResult:
         now.strftime("%Y%m%d-%H%M%S"),
         {"model_state_dict": state, **metadata},
         metadata,
+        card=lambda name: model_card(metadata, model, name),
     )
     return TrainResult(checkpoint_path, metadata_path, metadata)
 

@@ -1,0 +1,139 @@
+"""The model card: Markdown with Hugging Face front matter, written beside every checkpoint from its run's figures."""
+
+import torch
+import yaml
+from torch import nn
+
+from data import MNIST_MEAN, MNIST_STD
+from model import INPUT_SHAPE, PARAMETER_BUDGET, MnistCNN, count_parameters
+
+CARD_SECTIONS = (
+    "## Model",
+    "## Intended use and limits",
+    "## Training",
+    "## Evaluation",
+    "## Files and how to load them safely",
+)
+
+
+def layer_rows(model: MnistCNN) -> list[tuple[str, str, int]]:
+    """Return (layer, output shape, parameters) for each layer of model, found by passing one image through it."""
+    rows = []
+    shape = (1, *INPUT_SHAPE)
+    inputs = torch.zeros(shape)
+    layers = [*model.features, nn.Flatten(), model.classifier]
+    with torch.no_grad():
+        for layer in layers:
+            inputs = layer(inputs)
+            rows.append((str(layer), " x ".join(map(str, inputs.shape[1:])), count_parameters(layer)))
+    return rows
+
+
+def front_matter(metadata: dict) -> str:
+    """Return the card's YAML front matter in the form Hugging Face reads, with the test accuracy as a result."""
+    accuracy = metadata["metrics"]["test_accuracy"]
+    fields = {
+        "license": "mit",
+        "library_name": "pytorch",
+        "tags": ["image-classification", "mnist", "handwritten-digits", "cnn", "onnx"],
+        "datasets": ["mnist"],
+        "metrics": ["accuracy"],
+        "model-index": [
+            {
+                "name": "mnist-cnn",
+                "results": [
+                    {
+                        "task": {"type": "image-classification", "name": "Image classification"},
+                        "dataset": {"name": "MNIST", "type": "mnist", "split": "test"},
+                        "metrics": [{"type": "accuracy", "value": round(accuracy, 4), "name": "Test accuracy (%)"}],
+                    }
+                ],
+            }
+        ],
+    }
+    return "---\n" + yaml.safe_dump(fields, sort_keys=False) + "---\n"
+
+
+def model_card(metadata: dict, model: MnistCNN, name: str) -> str:
+    """Return the model card of the checkpoint called name, built from its metadata and weights alone."""
+    metrics, config = metadata["metrics"], metadata["config"]
+    versions, machine = metadata["versions"], metadata.get("machine", {})
+    layers = "\n".join(f"| `{layer}` | {shape} | {count:,} |" for layer, shape, count in layer_rows(model))
+    per_class = "\n".join(
+        f"| {digit} | {accuracy:.2f}% |" for digit, accuracy in enumerate(metrics.get("per_class_accuracy", []))
+    )
+    commit = metadata.get("git_commit") or "unknown (not run from a git checkout)"
+    recipe = (
+        f"Muon (orthogonalised momentum) for the later convolutions, peak lr {config.get('muon_lr')}; "
+        f"AdamW for the rest, peak lr {config.get('lr')}, weight decay 1e-4; one-cycle schedules; "
+        f"label smoothing {config.get('label_smoothing')}"
+    )
+    device = (
+        f"{config.get('resolved_device')}, autocast {config.get('autocast')}; "
+        f"CPU {machine.get('cpu', 'unknown')}, {machine.get('threads', 'unknown')} threads"
+    )
+    training_rows = [
+        ("recipe", recipe),
+        ("data", "the 60,000 MNIST training images, whole batches on the device"),
+        ("batch size, epochs, seed", f"{config.get('batch_size')}, {config.get('epochs')}, {config.get('seed')}"),
+        ("training time", f"{metrics['train_seconds']:.1f} s"),
+        ("device", device),
+        ("versions", f"Python {versions['python']}, torch {versions['torch']}, torchvision {versions['torchvision']}"),
+        ("commit", f"`{commit}`"),
+        ("written", str(metadata.get("timestamp", "unknown"))),
+    ]
+    training = "\n".join(["| | |", "| --- | --- |", *(f"| {item} | {value} |" for item, value in training_rows)])
+    return f"""{front_matter(metadata)}
+# MnistCNN: `{name}`
+
+A small convolutional network that reads one handwritten digit, a 28x28 greyscale image, and
+returns ten logits, one per digit. This card was written by `train.py` from the run's own figures.
+
+## Model
+
+{count_parameters(model):,} parameters (the project's budget is under {PARAMETER_BUDGET:,}). Input: a float32
+tensor of shape (N, 1, 28, 28), pixels scaled to [0, 1], then normalised with MNIST's mean {MNIST_MEAN}
+and standard deviation {MNIST_STD}; a light digit on a dark background, as in MNIST. Output: logits of
+shape (N, 10).
+
+| layer | output shape | parameters |
+| --- | --- | --- |
+{layers}
+
+## Intended use and limits
+
+- Intended for centred, MNIST-like digits: one digit per image, light on dark, about 20x20 pixels
+  in a 28x28 field. Teaching, demonstrations and testing pipelines are its purpose.
+- `predict.py` prepares other images (photos, scans, drawings, in any file kind Pillow opens) the
+  way MNIST was prepared: it finds the ink against the paper's local brightness, crops to the
+  digit, brings the strokes to MNIST's thickness and centres the digit. It fails where that
+  preparation fails: several digits or other writing in one image, a digit touching other marks,
+  ink as faint as the paper's texture, or a shape MNIST's writers did not use.
+- Trained with label smoothing {config.get("label_smoothing")}: the softmax probabilities top out
+  near 95% and are not calibrated confidences.
+- Not for anything that decides about people (identity, grading, access, money): it was trained on
+  one data set of digits and has not been audited for such use.
+
+## Training
+
+{training}
+
+## Evaluation
+
+On the 10,000 MNIST test images, which never trained the model nor chose its recipe:
+test accuracy **{metrics["test_accuracy"]:.2f}%**, test loss {metrics["test_loss"]:.4f} (cross-entropy).
+Train accuracy over the last epoch, while training with label smoothing: {metrics["train_accuracy"]:.2f}%.
+
+| digit | test accuracy |
+| --- | --- |
+{per_class}
+
+## Files and how to load them safely
+
+- `{name}.pt`: the weights and this run's metadata. Load it with `torch.load(path, weights_only=True)`,
+  which never runs code from the file, then `MnistCNN().load_state_dict(checkpoint["model_state_dict"])`
+  with the project's `model.py`.
+- `{name}.json`: the same metadata without the weights (strict JSON).
+- `{name}.onnx`: written by `python export.py --checkpoint {name}.pt`; runs with onnxruntime, NumPy
+  and Pillow alone, no PyTorch needed. Its metadata holds the test accuracy, the mean and the std.
+"""
