@@ -131,3 +131,14 @@ def test_lints_first_with_the_pinned_linters(workflow: dict) -> None:
     assert "torch" not in " ".join(commands)
     pins = (ROOT / "requirements-dev.txt").read_text()
     assert re.search(r"^ruff==\d+\.\d+\.\d+$", pins, re.MULTILINE)
+
+
+def test_exports_and_keeps_the_onnx_file_and_model_card(workflow: dict) -> None:
+    steps = steps_by_name(workflow, "train")
+    names = list(steps)
+    assert steps["export"]["run"] == "python export.py --checkpoint runs/head/seed-0/mnist_cnn_*.pt"
+    assert names.index("train") < names.index("export") < names.index("compare")
+    upload = next(step for step in steps.values() if step.get("uses", "").startswith("actions/upload-artifact@"))
+    paths = upload["with"]["path"].split()
+    assert "runs/head/seed-0/mnist_cnn_*.onnx" in paths and "runs/head/seed-0/mnist_cnn_*.md" in paths
+    assert "model card" in steps["compare"]["run"] and "GITHUB_STEP_SUMMARY" in steps["compare"]["run"]

@@ -1,0 +1,141 @@
+"""Export a checkpoint to one self-contained ONNX file and check it against PyTorch with onnxruntime.
+
+The file has a dynamic batch dimension, named input and output (images, logits) and metadata
+(test accuracy, normalisation, source checkpoint). After writing it, the export checks its own
+output: onnx's full checker, then onnxruntime against PyTorch on all 10,000 test images, both in
+float32. A failed check removes the file and exits with status 1.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
+from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
+from files import WriteError, check_writable_folder, temporary_path, write_file
+from model import INPUT_SHAPE, MnistCNN
+
+MIN_AGREEMENT = 0.9995
+MAX_LOGIT_DIFFERENCE = 1e-3
+CHECK_BATCH_SIZE = 1000
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+class ExportCheckError(Exception):
+    """The exported file fails one of its checks."""
+
+
+def onnx_bytes(model: MnistCNN, metadata: dict) -> bytes:
+    """Return model exported by torch.onnx's dynamo exporter as one ONNX file, with a dynamic batch and metadata."""
+    model = model.float().to(memory_format=torch.contiguous_format).eval()
+    example = torch.zeros(2, *INPUT_SHAPE)
+    program = torch.onnx.export(
+        model,
+        (example,),
+        dynamo=True,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
+        verbose=False,
+    )
+    proto = program.model_proto
+    properties = {
+        "test_accuracy": str(metadata.get("metrics", {}).get("test_accuracy", "unknown")),
+        "mean": str(MNIST_MEAN),
+        "std": str(MNIST_STD),
+        "source_checkpoint": metadata["source_checkpoint"],
+        "input": "images: float32 (batch, 1, 28, 28), pixels in [0, 1] normalised as (x - mean) / std",
+    }
+    onnx.helper.set_model_props(proto, properties)
+    return proto.SerializeToString()
+
+
+def check_export(path: Path, model: MnistCNN, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Check the ONNX file at path; return the figures, or raise ExportCheckError naming the check that failed."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        raise ExportCheckError(f"onnx.checker rejects the file: {error}") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    model = model.float().to(memory_format=torch.contiguous_format).eval()
+    onnx_logits, torch_logits = [], []
+    with torch.inference_mode():
+        for start in range(0, len(images), CHECK_BATCH_SIZE):
+            batch = images[start : start + CHECK_BATCH_SIZE].float().contiguous()
+            torch_logits.append(model(batch).numpy())
+            onnx_logits.append(session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})[0])
+    onnx_all, torch_all = np.concatenate(onnx_logits), np.concatenate(torch_logits)
+    truth = labels.numpy()
+    figures = {
+        "agreement": float((onnx_all.argmax(1) == torch_all.argmax(1)).mean()),
+        "max_logit_difference": float(np.abs(onnx_all - torch_all).max()),
+        "onnx_accuracy": 100 * float((onnx_all.argmax(1) == truth).mean()),
+        "torch_accuracy": 100 * float((torch_all.argmax(1) == truth).mean()),
+        "images": len(truth),
+    }
+    if figures["agreement"] < MIN_AGREEMENT:
+        raise ExportCheckError(
+            f"onnxruntime and PyTorch agree on {100 * figures['agreement']:.2f}% of the images, "
+            f"below {100 * MIN_AGREEMENT:.2f}%"
+        )
+    if not figures["max_logit_difference"] <= MAX_LOGIT_DIFFERENCE:
+        raise ExportCheckError(
+            f"the largest logit difference is {figures['max_logit_difference']:.2e}, above {MAX_LOGIT_DIFFERENCE:.0e}"
+        )
+    return figures
+
+
+def export_checkpoint(checkpoint_path: Path, output: Path, data_dir: str) -> dict:
+    """Export checkpoint_path to output and check it; return the check's figures. A failed check leaves no file."""
+    cpu = torch.device("cpu")
+    model, metadata = load_checkpoint(checkpoint_path, cpu)
+    check_writable_folder(output.parent)
+    images, labels = load_mnist(data_dir, train=False, device=cpu)
+    data = onnx_bytes(model, {**metadata, "source_checkpoint": checkpoint_path.name})
+    unchecked = temporary_path(output)
+    try:
+        write_file(unchecked, data)
+        figures = check_export(unchecked, model, images, labels)
+        unchecked.replace(output)
+    except OSError as error:
+        raise WriteError(f"cannot write {output}: {error.strerror or error}") from None
+    finally:
+        unchecked.unlink(missing_ok=True)
+    return figures | {"bytes": len(data)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run export.py with argv; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint to export (default: the newest in models/)")
+    parser.add_argument("--output", type=Path, help="the .onnx file to write (default: beside the checkpoint)")
+    add_data_option(parser)
+    args = parser.parse_args(argv)
+    try:
+        checkpoint_path = args.checkpoint or newest_checkpoint(Path("models"))
+        output = args.output or checkpoint_path.with_suffix(".onnx")
+        figures = export_checkpoint(checkpoint_path, output, args.data_dir)
+    except (CheckpointError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ExportCheckError as error:
+        print(f"error: the exported model failed its check, so {output} was not written: {error}", file=sys.stderr)
+        return 1
+    except WriteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"onnx file         {output} ({figures['bytes']:,} bytes)")
+    print(f"pytorch accuracy  {figures['torch_accuracy']:.2f}%  ({figures['images']:,} test images, float32)")
+    print(f"onnx accuracy     {figures['onnx_accuracy']:.2f}%  (onnxruntime, CPU)")
+    print(f"same prediction   {100 * figures['agreement']:.2f}% of the images")
+    print(f"largest logit difference  {figures['max_logit_difference']:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""export.py: a checked, self-contained ONNX file that onnxruntime runs like PyTorch; the README code without torch."""
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from PIL import Image
+
+import export
+import train
+from checkpoint import load_checkpoint
+from conftest import ROOT
+from data import MNIST_MEAN, MNIST_STD, load_mnist
+
+BLOCK_TORCH = """import sys
+
+
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+
+
+sys.meta_path.insert(0, BlockTorch())
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(trained: train.TrainResult, data_dir: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The session's checkpoint exported by export.py's command line, and what it printed."""
+    output = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = export.main(
+            ["--checkpoint", str(trained.checkpoint_path), "--output", str(output), "--data-dir", data_dir]
+        )
+    assert status == 0
+    return output, printed.getvalue()
+
+
+def test_export_prints_both_accuracies_and_the_difference(
+    exported: tuple[Path, str], trained: train.TrainResult
+) -> None:
+    _, printed = exported
+    accuracy = trained.metadata["metrics"]["test_accuracy"]
+    assert re.search(rf"pytorch accuracy  {accuracy:.2f}%", printed)
+    assert re.search(r"onnx accuracy     \d+\.\d\d%", printed)
+    difference = float(re.search(r"largest logit difference  (\S+)", printed).group(1))
+    assert difference <= export.MAX_LOGIT_DIFFERENCE
+
+
+def test_file_is_self_contained_with_names_and_metadata(exported: tuple[Path, str], trained: train.TrainResult) -> None:
+    path, _ = exported
+    assert [p.name for p in path.parent.iterdir()] == ["model.onnx"]
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert [value.name for value in proto.graph.input] == ["images"]
+    assert [value.name for value in proto.graph.output] == ["logits"]
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    properties = {prop.key: prop.value for prop in proto.metadata_props}
+    assert float(properties["test_accuracy"]) == trained.metadata["metrics"]["test_accuracy"]
+    assert float(properties["mean"]) == MNIST_MEAN and float(properties["std"]) == MNIST_STD
+    assert properties["source_checkpoint"] == trained.checkpoint_path.name
+
+
+@pytest.mark.parametrize("batch", [1, 3, 64])
+def test_onnxruntime_matches_pytorch_at_any_batch_size(
+    exported: tuple[Path, str], trained: train.TrainResult, data_dir: str, batch: int
+) -> None:
+    path, _ = exported
+    images, _ = load_mnist(data_dir, train=False, device=torch.device("cpu"))
+    model, _ = load_checkpoint(trained.checkpoint_path, torch.device("cpu"))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = images[:batch].contiguous().numpy()
+    logits = session.run(["logits"], {"images": inputs})[0]
+    with torch.inference_mode():
+        expected = model.float()(images[:batch].contiguous()).numpy()
+    assert logits.shape == (batch, 10)
+    assert np.abs(logits - expected).max() <= export.MAX_LOGIT_DIFFERENCE
+
+
+def test_failed_check_leaves_no_file(
+    trained: train.TrainResult,
+    data_dir: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    monkeypatch.setattr(export, "MAX_LOGIT_DIFFERENCE", -1.0)
+    output = tmp_path / "model.onnx"
+    assert (
+        export.main(["--checkpoint", str(trained.checkpoint_path), "--output", str(output), "--data-dir", data_dir])
+        == 1
+    )
+    error = capsys.readouterr().err
+    assert error.startswith("error: the exported model failed its check") and error.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["missing", "not-a-checkpoint"])
+def test_bad_checkpoint_exits_two(case: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "model.pt"
+    if case == "not-a-checkpoint":
+        path.write_text("not a checkpoint")
+    assert export.main(["--checkpoint", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
+    assert not path.with_suffix(".onnx").exists()
+
+
+def readme_onnx_example() -> str:
+    """The Python block of the README's section on running the model without PyTorch."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Without PyTorch: ONNX") :]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+
+
+def test_readme_example_runs_where_torch_cannot_be_imported(
+    exported: tuple[Path, str], data_dir: str, tmp_path: Path
+) -> None:
+    path, _ = exported
+    images, labels = load_mnist(data_dir, train=False, device=torch.device("cpu"))
+    pixels = ((images[7, 0] * MNIST_STD + MNIST_MEAN) * 255).round().clamp(0, 255).byte().numpy()
+    Image.fromarray(pixels).save(tmp_path / "digit.png")
+    shutil.copy(path, tmp_path / "model.onnx")
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCK_TORCH)
+    env = os.environ | {"PYTHONPATH": str(blocker)}
+    check = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True, check=False)
+    assert check.returncode == 1 and "torch is blocked" in check.stderr
+    result = subprocess.run(
+        [sys.executable, "-c", readme_onnx_example()],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"digit: {labels[7].item()}"
