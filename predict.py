@@ -8,50 +8,30 @@ centred by its centre of mass in a 28x28 field.
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
 from device import DeviceError, add_device_option, pick_device
 from model import NUM_CLASSES
 from options import positive_int
-from prepare import ImageError, check_size, grey_pixels, prepare_pixels
+from prepare import ImageError, prepare_file
 
 
 def read_image(path: Path) -> torch.Tensor:
-    """Open path and return it prepared like MNIST; raise ImageError when it cannot be read or holds no digit.
-
-    Any file may be hostile: its size is checked before its pixels are decoded, and whatever Pillow
-    raises while decoding it becomes an ImageError.
-    """
+    """Open path and return it prepared like MNIST; raise ImageError when it cannot be read or holds no digit."""
     if path.is_dir():
         raise ImageError("is a folder, not an image file")
     try:
         if path.stat().st_size == 0:
             raise ImageError("is an empty file")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                check_size(image)
-                grey = grey_pixels(image)
+        with path.open("rb") as file:
+            return prepare_file(file)
     except FileNotFoundError:
         raise ImageError("no such file") from None
     except PermissionError:
         raise ImageError("permission denied") from None
-    except UnidentifiedImageError:
-        raise ImageError("not an image Pillow can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(
-            f"too large: past Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels"
-        ) from None
-    except ImageError:
-        raise
-    except Exception as error:
-        raise ImageError(f"cannot read it ({type(error).__name__}: {error})") from None
-    return prepare_pixels(grey)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,13 @@ The steps, each robust to what photos and scans of real handwriting bring:
    of mass in a 28x28 field.
 """
 
+import warnings
+from typing import BinaryIO
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from data import MNIST_MEAN, MNIST_STD
 
@@ -200,6 +203,30 @@ def prepare(image: Image.Image) -> torch.Tensor:
     """Return a (1, 28, 28) tensor of image prepared like MNIST, normalised with MNIST's mean and std."""
     check_size(image)
     return prepare_pixels(grey_pixels(image))
+
+
+def prepare_file(file: BinaryIO) -> torch.Tensor:
+    """Decode an image file, which may be hostile, and return it prepared like MNIST; raise ImageError on any fault.
+
+    Its size is checked before its pixels are decoded (Pillow's decompression-bomb warning counts as
+    an error too), and whatever Pillow raises while decoding it becomes an ImageError.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                check_size(image)
+                grey = grey_pixels(image)
+    except UnidentifiedImageError:
+        raise ImageError("not an image Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        limit = Image.MAX_IMAGE_PIXELS
+        raise ImageError(f"too large: past Pillow's decompression-bomb limit of {limit:,} pixels") from None
+    except ImageError:
+        raise
+    except Exception as error:
+        raise ImageError(f"cannot read it ({type(error).__name__}: {error})") from None
+    return prepare_pixels(grey)
 
 
 def prepare_pixels(grey: torch.Tensor) -> torch.Tensor:

@@ -182,6 +182,13 @@ def lighting(size: tuple[int, int], rng: random.Random, strength: float) -> np.n
     return np.clip(light, 0.15, 1.0)
 
 
+def noise_field(size: tuple[int, int], rng: random.Random) -> np.ndarray:
+    """Return (H, W) standard Gaussian noise, tiled from a random 128x128 patch (fast for large pages)."""
+    patch = np.random.default_rng(rng.randrange(2**32)).standard_normal((128, 128), np.float32)
+    width, height = size
+    return np.tile(patch, (height // 128 + 1, width // 128 + 1))[:height, :width]
+
+
 def page(
     mask: Image.Image,
     paper: tuple[int, int, int],
@@ -194,11 +201,12 @@ def page(
     """Return an RGB photo of ink on paper through mask, under uneven light, with sensor noise and ink texture."""
     alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255
     if texture:
-        grain = np.asarray(Image.effect_noise(mask.size, 60).filter(ImageFilter.GaussianBlur(0.6)), dtype=np.float32)
+        grain = Image.fromarray(np.clip(128 + 60 * noise_field(mask.size, rng), 0, 255).astype(np.uint8))
+        grain = np.asarray(grain.filter(ImageFilter.GaussianBlur(0.6)), dtype=np.float32)
         alpha = alpha * np.clip(1 - texture * (grain[..., None] / 255 + 0.1 * rng.random()), 0, 1) ** 1.5
     colour = np.array(paper, np.float32) * (1 - alpha) + np.array(ink, np.float32) * alpha
     shaded = colour * lighting(mask.size, rng, light)[..., None]
-    shaded += (noise * 255) * np.random.default_rng(rng.randrange(2**32)).standard_normal(shaded.shape, np.float32)
+    shaded += (noise * 255) * noise_field(mask.size, rng)[..., None]
     return Image.fromarray(np.clip(shaded, 0, 255).astype(np.uint8), "RGB")
 
 

@@ -90,18 +90,19 @@ def test_onnxruntime_matches_pytorch_at_any_batch_size(
 
 
 def test_failed_check_leaves_no_file(
+    exported: tuple[Path, str],
     trained: train.TrainResult,
     data_dir: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:
+    onnx_file = exported[0].read_bytes()
+    monkeypatch.setattr(export, "onnx_bytes", lambda model, metadata: onnx_file)
     monkeypatch.setattr(export, "MAX_LOGIT_DIFFERENCE", -1.0)
     output = tmp_path / "model.onnx"
-    assert (
-        export.main(["--checkpoint", str(trained.checkpoint_path), "--output", str(output), "--data-dir", data_dir])
-        == 1
-    )
+    args = ["--checkpoint", str(trained.checkpoint_path), "--output", str(output), "--data-dir", data_dir]
+    assert export.main(args) == 1
     error = capsys.readouterr().err
     assert error.startswith("error: the exported model failed its check") and error.count("\n") == 1
     assert list(tmp_path.iterdir()) == []

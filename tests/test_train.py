@@ -131,13 +131,15 @@ def test_bad_options_exit_two(args: list[str], message: str, capsys: pytest.Capt
     assert message in capsys.readouterr().err
 
 
-def test_missing_data_exits_two_without_writing(tmp_path: Path) -> None:
+def test_missing_data_exits_two_without_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    for name, value in offline_env().items():
+        monkeypatch.setenv(name, value)
     out_dir = tmp_path / "out"
-    args = ["--data-dir", str(tmp_path / "empty"), "--out-dir", str(out_dir), "--no-progress"]
-    result = run_script("train.py", *args, env=offline_env())
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    assert train.main(["--data-dir", str(tmp_path / "empty"), "--out-dir", str(out_dir), "--no-progress"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
     assert lines[0].startswith(f"error: MNIST not found in {tmp_path / 'empty' / 'MNIST' / 'raw'}")
     for name in MNIST_FILES:
         assert name in lines[0]
