@@ -7,6 +7,7 @@ preparing the image with prepare.py exactly as predict.py does.
 import argparse
 import io
 import json
+import signal
 import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +32,7 @@ def classify(model: MnistCNN, body: bytes) -> dict:
     return {"digit": int(probabilities.argmax()), "probabilities": [round(p, 6) for p in probabilities.tolist()]}
 
 
-def make_handler(model: MnistCNN, page: bytes) -> type[BaseHTTPRequestHandler]:
+def make_handler(model: MnistCNN, page: bytes, log_requests: bool) -> type[BaseHTTPRequestHandler]:
     """Return a request handler class that serves page at / and classifies PNGs posted to /predict with model."""
 
     class DigitHandler(BaseHTTPRequestHandler):
@@ -92,6 +93,10 @@ def make_handler(model: MnistCNN, page: bytes) -> type[BaseHTTPRequestHandler]:
 
         do_PUT = do_DELETE = do_PATCH = do_OPTIONS = refuse_method
 
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            if log_requests:
+                super().log_request(code, size)
+
         def handle_one_request(self) -> None:
             try:
                 super().handle_one_request()
@@ -102,11 +107,19 @@ def make_handler(model: MnistCNN, page: bytes) -> type[BaseHTTPRequestHandler]:
     return DigitHandler
 
 
-def make_server(model: MnistCNN, host: str, port: int) -> ThreadingHTTPServer:
-    """Return a threading HTTP server bound to host:port (0 picks a free port) that serves the page and model."""
-    server = ThreadingHTTPServer((host, port), make_handler(model, PAGE.read_bytes()))
+def make_server(model: MnistCNN, host: str, port: int, log_requests: bool = True) -> ThreadingHTTPServer:
+    """Return a threading HTTP server bound to host:port (0 picks a free port) that serves the page and model.
+
+    Each request is logged as one line on stderr unless log_requests is false.
+    """
+    server = ThreadingHTTPServer((host, port), make_handler(model, PAGE.read_bytes(), log_requests))
     server.daemon_threads = True
     return server
+
+
+def stop(signum: int, frame: object) -> None:
+    """Stop serving on SIGTERM as on Ctrl-C."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         print(f"error: cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
     host, port = server.server_address[:2]
     print(f"serving the drawing page on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     try:

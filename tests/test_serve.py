@@ -202,7 +202,7 @@ def test_drawing_in_a_real_browser(address: tuple[str, int], tmp_path: Path) -> 
                     page.mouse.up()
                 sync_api.expect(prediction).to_have_text(digit, timeout=10_000)
                 assert page.get_by_test_id("probabilities").locator("li").count() == 10
-                page.screenshot(path=str(tmp_path / f"draw-{digit}.png"))
+                page.screenshot(path=str(Path(os.environ.get("SCREENSHOT_DIR", tmp_path)) / f"draw-{digit}.png"))
                 page.get_by_test_id("clear").click()
                 sync_api.expect(prediction).to_have_text("", timeout=5_000)
         finally:
