@@ -18,9 +18,11 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
 import train
+from augment import augmentation_for
+from corruptions import SUITE
 from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
 from device import DeviceError, add_device_option, autocast_dtype, cpu_model, keep_freed_memory, pick_device
-from evaluate import score
+from evaluate import corruption_accuracies, score
 from files import WriteError, check_writable_folder, strict_json, write_file
 from model import MnistCNN, count_parameters
 from optim import make_scheduled_optimizers, step_optimizers
@@ -60,28 +62,36 @@ def conventional_epoch_seconds(
     return time.perf_counter() - start
 
 
-def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device) -> dict:
-    """Train the default recipe once per seed, time it and the conventional path; return every figure."""
+def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device, epochs: int = 1) -> dict:
+    """Train the default recipe for epochs once per seed, score it clean and under the corruption suite, time it
+    and the conventional path (one epoch); return every figure.
+    """
     train_images, train_labels = load_mnist(data_dir, train=True, device=device)
     test_images, test_labels = load_mnist(data_dir, train=False, device=device)
     if quick:
         train_images, train_labels = train_images[:QUICK_TRAIN_IMAGES], train_labels[:QUICK_TRAIN_IMAGES]
         test_images, test_labels = test_images[:QUICK_TEST_IMAGES], test_labels[:QUICK_TEST_IMAGES]
-    accuracies, train_seconds, eval_seconds = [], [], []
-    defaults = train.parse_args([])
+    accuracies, train_seconds, eval_seconds, corruptions = [], [], [], []
+    defaults = train.parse_args(["--epochs", str(epochs)])
+    amp_dtype = autocast_dtype(device)
     for seed in range(seeds):
+        args = argparse.Namespace(**{**vars(defaults), "seed": seed})
         with contextlib.redirect_stdout(sys.stderr):
-            fitted = train.fit(
-                argparse.Namespace(**{**vars(defaults), "seed": seed}), train_images, train_labels, False
-            )
+            fitted = train.fit(args, train_images, train_labels, False, augmentation_for(epochs))
         start = time.perf_counter()
-        _, accuracy, _ = score(fitted.model, test_images, test_labels, autocast_dtype(device), False)
+        _, accuracy, _ = score(fitted.model, test_images, test_labels, amp_dtype, False)
         eval_seconds.append(time.perf_counter() - start)
         accuracies.append(accuracy)
-        train_seconds.append(fitted.train_seconds)
+        train_seconds.append(fitted.train_seconds / epochs)
+        corruptions.append(corruption_accuracies(fitted.model, test_images, test_labels, amp_dtype))
+        suite_mean = statistics.mean(corruptions[-1].values())
         print(
-            f"seed {seed}: test accuracy {accuracy:.2f}%, training loop {fitted.train_seconds:.2f} s", file=sys.stderr
+            f"seed {seed}: test accuracy {accuracy:.2f}%, corruption mean {suite_mean:.2f}%, "
+            f"training loop {fitted.train_seconds:.2f} s",
+            file=sys.stderr,
         )
+    per_corruption = {name: statistics.mean(seed_figures[name] for seed_figures in corruptions) for name in SUITE}
+    worst = min(per_corruption, key=per_corruption.get)
     conventional = conventional_epoch_seconds(
         data_dir, len(train_images), device, seed=0, lr=defaults.lr, muon_lr=defaults.muon_lr
     )
@@ -89,6 +99,7 @@ def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device) 
     return {
         "quick": quick,
         "seeds": seeds,
+        "epochs": epochs,
         "train_images": len(train_images),
         "test_images": len(test_images),
         "parameters": count_parameters(MnistCNN()),
@@ -97,6 +108,10 @@ def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device) 
         "test_accuracy_min": min(accuracies),
         "test_accuracy_max": max(accuracies),
         "test_accuracies": accuracies,
+        "corruption_accuracies": per_corruption,
+        "corruption_mean": statistics.mean(per_corruption.values()),
+        "corruption_worst": per_corruption[worst],
+        "corruption_worst_name": worst,
         "epoch_seconds_median": epoch_seconds,
         "images_per_second": len(train_images) / epoch_seconds,
         "eval_seconds_median": statistics.median(eval_seconds),
@@ -121,6 +136,12 @@ def markdown_table(figures: dict) -> str:
             f"{figures['test_accuracy_mean']:.2f}% ± {figures['test_accuracy_std']:.2f}",
         ),
         ("Test accuracy, min / max", f"{figures['test_accuracy_min']:.2f}% / {figures['test_accuracy_max']:.2f}%"),
+        (f"Corruption suite ({len(SUITE)} corruptions), mean accuracy", f"{figures['corruption_mean']:.2f}%"),
+        (
+            "Worst corruption, mean over seeds",
+            f"{figures['corruption_worst']:.2f}% ({figures['corruption_worst_name']})",
+        ),
+        ("Epochs", str(figures["epochs"])),
         ("Training loop, one epoch (median)", f"{figures['epoch_seconds_median']:.2f} s"),
         ("Training images per second", f"{figures['images_per_second']:,.0f}"),
         (f"Evaluation of {figures['test_images']:,} test images (median)", f"{figures['eval_seconds_median']:.3f} s"),
@@ -142,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=positive_int, help="seeds to train (default: 5, or 2 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a reduced run of seconds on a slice of the data")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=1, help="epochs per run, with train.py's recipe for them (default: 1)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     add_data_option(parser)
     add_device_option(parser)
@@ -151,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.json:
             check_writable_folder(args.json.parent)
-        figures = run_benchmark(seeds, args.quick, args.data_dir, pick_device(args.device))
+        figures = run_benchmark(seeds, args.quick, args.data_dir, pick_device(args.device), args.epochs)
         print(markdown_table(figures))
         if args.json:
             write_file(args.json, strict_json(figures))

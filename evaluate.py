@@ -12,6 +12,7 @@ from torch import nn
 from tqdm import tqdm
 
 from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, provenance
+from corruptions import SUITE, corrupted
 from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
 from device import DeviceError, add_device_option, autocast_dtype, pick_device
 from files import WriteError, check_writable_folder, strict_json, write_file
@@ -54,6 +55,28 @@ def score(
     predicted = torch.cat(predictions)
     accuracy = 100 * (predicted == labels).sum().item() / len(labels)
     return loss_sum.item() / len(images), accuracy, predicted
+
+
+def corruption_accuracies(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, amp_dtype: torch.dtype | None
+) -> dict[str, float]:
+    """Return the accuracy in % of model on normalised images under each corruption of the suite."""
+    pixels = images.float() * MNIST_STD + MNIST_MEAN
+    accuracies = {}
+    for name in SUITE:
+        inputs = ((corrupted(pixels, name) - MNIST_MEAN) / MNIST_STD).contiguous(memory_format=torch.channels_last)
+        accuracies[name] = score(model, inputs, labels, amp_dtype, progress=False)[1]
+    return accuracies
+
+
+def format_corruptions(accuracies: dict[str, float]) -> str:
+    """Return the printed table of accuracy per corruption with the mean and the worst."""
+    width = max(map(len, accuracies))
+    lines = ["accuracy under corruption (the suite of corruptions.py)"]
+    lines += [f"  {name:<{width}}  {accuracy:6.2f}%" for name, accuracy in accuracies.items()]
+    lines.append(f"  {'mean':<{width}}  {sum(accuracies.values()) / len(accuracies):6.2f}%")
+    lines.append(f"  {'worst':<{width}}  {min(accuracies.values()):6.2f}%")
+    return "\n".join(lines)
 
 
 def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
@@ -142,8 +165,13 @@ def write_report(
         write_file(folder / name, encoded.getvalue())
 
 
-def evaluate_checkpoint(path: Path, data_dir: str, device: torch.device, progress: bool) -> tuple[dict, tuple]:
-    """Return the metrics of the checkpoint at path on the test set, and the (images, labels, predicted) behind them."""
+def evaluate_checkpoint(
+    path: Path, data_dir: str, device: torch.device, progress: bool, with_corruptions: bool = False
+) -> tuple[dict, tuple]:
+    """Return the metrics of the checkpoint at path on the test set, and the (images, labels, predicted) behind them.
+
+    with_corruptions adds the accuracy under each corruption of the suite, their mean and the worst.
+    """
     model, _ = load_checkpoint(path, device)
     images, labels = load_mnist(data_dir, train=False, device=device)
     loss, accuracy, predicted = score(model, images, labels, autocast_dtype(device), progress)
@@ -159,6 +187,13 @@ def evaluate_checkpoint(path: Path, data_dir: str, device: torch.device, progres
         "confusion_matrix": matrix.tolist(),
         "torchvision": provenance()["versions"]["torchvision"],
     }
+    if with_corruptions:
+        corruptions = corruption_accuracies(model, images, labels, autocast_dtype(device))
+        metrics |= {
+            "corruptions": corruptions,
+            "corruption_mean": sum(corruptions.values()) / len(corruptions),
+            "corruption_worst": min(corruptions.values()),
+        }
     return metrics, (images, labels, predicted)
 
 
@@ -171,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report", type=Path, help="write metrics.json, confusion_matrix.png and misclassified.png here"
     )
+    parser.add_argument(
+        "--corruptions", action="store_true", help="also measure accuracy under each corruption of the suite"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
@@ -178,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
             check_writable_folder(args.report)
         device = pick_device(args.device)
         path = args.checkpoint or newest_checkpoint(Path("models"))
-        metrics, tensors = evaluate_checkpoint(
-            path, args.data_dir, device, not args.no_progress and sys.stderr.isatty()
-        )
+        progress = not args.no_progress and sys.stderr.isatty()
+        metrics, tensors = evaluate_checkpoint(path, args.data_dir, device, progress, args.corruptions)
         print(format_report(metrics))
+        if args.corruptions:
+            print("\n" + format_corruptions(metrics["corruptions"]))
         if args.report:
             write_report(args.report, metrics, *tensors)
             print(f"\nreport written to {args.report}/")

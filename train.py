@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from augment import Augmentation, augment, augmentation_for
 from card import model_card
 from checkpoint import provenance, save_checkpoint
 from data import DataError, add_data_option, load_mnist
@@ -98,6 +99,7 @@ def train_epoch(
     amp_dtype: torch.dtype | None,
     description: str,
     progress: bool,
+    augmentation: Augmentation | None = None,
 ) -> tuple[float, float, list[float]]:
     """Train model for one shuffled pass over images; return the mean loss, the accuracy in % and the loss curve.
 
@@ -116,6 +118,8 @@ def train_epoch(
     for step in bar:
         batch = order[step * batch_size : (step + 1) * batch_size]
         inputs, targets = images[batch], labels[batch]
+        if augmentation is not None:
+            inputs = augment(inputs, augmentation)
         with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(inputs)
             loss = F.cross_entropy(logits, targets, label_smoothing=LABEL_SMOOTHING)
@@ -141,8 +145,16 @@ def train_epoch(
     return loss_sum.item() / len(images), 100 * correct.item() / len(images), curve
 
 
-def fit(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, progress: bool) -> FitResult:
-    """Train a fresh MnistCNN on images for args.epochs epochs with args' seed, batch size and learning rate."""
+def fit(
+    args: argparse.Namespace,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    progress: bool,
+    augmentation: Augmentation | None,
+) -> FitResult:
+    """Train a fresh MnistCNN on images for args.epochs epochs with args' seed, batch size, learning rates and
+    augmentation (None: none).
+    """
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     model = MnistCNN().to(device=images.device, memory_format=torch.channels_last)
@@ -163,6 +175,7 @@ def fit(args: argparse.Namespace, images: torch.Tensor, labels: torch.Tensor, pr
             amp_dtype,
             f"epoch {epoch}/{args.epochs}",
             progress,
+            augmentation,
         )
         seconds = time.perf_counter() - start
         train_seconds += seconds
@@ -182,7 +195,7 @@ def run_training(args: argparse.Namespace) -> TrainResult:
     train_images, train_labels = load_mnist(args.data_dir, train=True, device=device)
     test_images, test_labels = load_mnist(args.data_dir, train=False, device=device)
 
-    fitted = fit(args, train_images, train_labels, progress)
+    fitted = fit(args, train_images, train_labels, progress, augmentation_for(args.epochs))
     model = fitted.model
     start = time.perf_counter()
     test_loss, test_accuracy, predicted = score(model, test_images, test_labels, amp_dtype, progress)

@@ -28,3 +28,16 @@ def test_wrong_input_shape_raises_value_error(shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)") as raised:
         MnistCNN()(torch.randn(shape))
     assert str(tuple(shape)) in str(raised.value)
+
+
+def test_brightness_and_contrast_cannot_move_the_input() -> None:
+    model = MnistCNN().eval()
+    images = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model(0.5 * images + 0.3), model(images), rtol=1e-2, atol=5e-3)
+
+
+def test_a_checkpoint_of_the_model_without_standardisation_does_not_load() -> None:
+    state = {name: tensor for name, tensor in MnistCNN().state_dict().items() if not name.endswith("eps")}
+    with pytest.raises(RuntimeError, match="Missing key"):
+        MnistCNN().load_state_dict(state)

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 import train
+from augment import Augmentation
 from conftest import BAD_LABELS_MESSAGE, offline_env, run_script
 from data import MNIST_FILES
 from model import MnistCNN
 
 MIN_ACCURACY = 95.0
+MIN_TRAIN_ACCURACY = 90.0  # measured on the augmented (shifted) batches, while they are learned
 CHECKPOINT_NAME = re.compile(r"mnist_cnn_\d{8}-\d{6}(-\d+)?\.pt")
 METRIC_KEYS = {
     "test_accuracy",
@@ -27,7 +29,7 @@ METRIC_KEYS = {
 def test_one_epoch_reaches_accuracy_floor(trained: train.TrainResult) -> None:
     metrics = trained.metadata["metrics"]
     assert metrics["test_accuracy"] >= MIN_ACCURACY
-    assert metrics["train_accuracy"] >= MIN_ACCURACY
+    assert metrics["train_accuracy"] >= MIN_TRAIN_ACCURACY
 
 
 def test_checkpoint_has_timestamped_name_and_metadata(
@@ -55,7 +57,7 @@ def test_json_matches_checkpoint(trained: train.TrainResult) -> None:
 def test_same_seed_gives_same_weights(data_dir: str) -> None:
     images, labels = train.load_mnist(data_dir, train=False, device=torch.device("cpu"))
     args = train.parse_args(["--batch-size", "128"])
-    first, second = (train.fit(args, images[:1024], labels[:1024], progress=False) for _ in range(2))
+    first, second = (train.fit(args, images[:1024], labels[:1024], False, Augmentation()) for _ in range(2))
     assert first.train_loss == second.train_loss
     for name, tensor in first.model.state_dict().items():
         assert torch.equal(tensor, second.model.state_dict()[name]), name
@@ -157,7 +159,7 @@ def test_run_records_its_loss_curve(trained: train.TrainResult) -> None:
 
 def test_short_epoch_curve_has_one_point_per_step() -> None:
     images, labels = torch.randn(50, 1, 28, 28), torch.arange(50) % 10
-    fitted = train.fit(train.parse_args(["--batch-size", "10", "--epochs", "2"]), images, labels, progress=False)
+    fitted = train.fit(train.parse_args(["--batch-size", "10", "--epochs", "2"]), images, labels, False, None)
     assert len(fitted.loss_curve) == 10
     assert sum(fitted.loss_curve[5:]) / 5 == pytest.approx(fitted.train_loss)
 
@@ -191,7 +193,7 @@ def test_full_disk_while_saving_fails_cleanly(
 ) -> None:
     (tmp_path / "mnist_cnn_20260101-000000.pt").write_bytes(b"an earlier checkpoint")
     untrained = train.FitResult(MnistCNN(), 2.3, 10.0, 1.0, [2.3])
-    monkeypatch.setattr(train, "fit", lambda args, images, labels, progress: untrained)
+    monkeypatch.setattr(train, "fit", lambda args, images, labels, progress, augmentation: untrained)
 
     def full_disk(self: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
