@@ -19,8 +19,7 @@ CARD_SECTIONS = (
 def layer_rows(model: MnistCNN) -> list[tuple[str, str, int]]:
     """Return (layer, output shape, parameters) for each layer of model, found by passing one image through it."""
     rows = []
-    shape = (1, *INPUT_SHAPE)
-    inputs = torch.zeros(shape)
+    inputs = torch.zeros((1, *INPUT_SHAPE), device=next(model.parameters()).device)
     layers = [*model.features, nn.Flatten(), model.classifier]
     with torch.no_grad():
         for layer in layers:
