@@ -1,6 +1,7 @@
 """evaluate.py: scoring, the report and its pictures, and bad checkpoints as a user meets them."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import evaluate
 import train
 from checkpoint import load_checkpoint
 from conftest import BAD_LABELS_MESSAGE, run_script
+from corruptions import SUITE
 from data import load_mnist
 from device import autocast_dtype
 from model import MnistCNN
@@ -43,7 +45,7 @@ def test_evaluate_matches_the_checkpoint_and_writes_the_report(
 ) -> None:
     report = tmp_path / "report"
     args = ["--checkpoint", str(trained.checkpoint_path), "--data-dir", data_dir, "--report", str(report)]
-    assert evaluate.main(args) == 0
+    assert evaluate.main([*args, "--corruptions"]) == 0
     printed = capsys.readouterr().out
     stored = trained.metadata["metrics"]["test_accuracy"]
     assert f"test accuracy  {stored:.2f}%" in printed
@@ -59,6 +61,12 @@ def test_evaluate_matches_the_checkpoint_and_writes_the_report(
         assert 300 <= picture.width <= 2000 and 300 <= picture.height <= 2000
     with Image.open(report / "misclassified.png") as picture:
         assert 56 <= picture.width <= 2000 and 56 <= picture.height <= 2000
+    assert list(metrics["corruptions"]) == list(SUITE)
+    values = list(metrics["corruptions"].values())
+    assert metrics["corruption_mean"] == pytest.approx(sum(values) / len(values)) and metrics["corruption_mean"] > 90
+    assert metrics["corruption_worst"] == min(values)
+    for name, accuracy in metrics["corruptions"].items():
+        assert re.search(rf"{re.escape(name)}\s+{accuracy:.2f}%", printed), name
 
 
 def test_confusion_matrix_counts_pairs() -> None:
