@@ -1,6 +1,7 @@
 """Checkpoint files and what they hold: save, find the newest, load safely, the run's provenance."""
 
 import contextlib
+import datetime
 import io
 import os
 import pickle
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import torch
 
+from device import cpu_model
 from files import WriteError, strict_json, temporary_path
-from model import MnistCNN
+from model import MnistCNN, count_parameters
 
 CHECKPOINT_PREFIX = "mnist_cnn_"
 
@@ -132,6 +134,20 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+def run_metadata(metrics: dict, config: dict, model: MnistCNN) -> dict:
+    """Return what a checkpoint holds beside its weights: the run's metrics and config, the model's size, the time
+    of saving and the run's provenance.
+    """
+    return {
+        "metrics": metrics,
+        "config": config,
+        "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
+        "num_parameters": count_parameters(model),
+        "timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        **provenance(),
+    }
 
 
 def provenance() -> dict:

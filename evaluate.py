@@ -85,6 +85,11 @@ def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor) -> torch.Ten
     return torch.bincount(pairs, minlength=NUM_CLASSES**2).view(NUM_CLASSES, NUM_CLASSES)
 
 
+def per_class_accuracy(matrix: torch.Tensor) -> list[float]:
+    """Return the accuracy in % for each digit from a confusion matrix."""
+    return (100 * matrix.diagonal() / matrix.sum(1)).tolist()
+
+
 def format_report(metrics: dict) -> str:
     """Return the printed report: accuracy, loss, per-class accuracy and the aligned confusion matrix."""
     lines = [
@@ -176,14 +181,13 @@ def evaluate_checkpoint(
     images, labels = load_mnist(data_dir, train=False, device=device)
     loss, accuracy, predicted = score(model, images, labels, autocast_dtype(device), progress)
     matrix = confusion_matrix(labels, predicted)
-    per_class = (100 * matrix.diagonal() / matrix.sum(1)).tolist()
     metrics = {
         "checkpoint": str(path),
         "images": len(labels),
         "errors": int((labels != predicted).sum()),
         "test_accuracy": accuracy,
         "test_loss": loss,
-        "per_class_accuracy": per_class,
+        "per_class_accuracy": per_class_accuracy(matrix),
         "confusion_matrix": matrix.tolist(),
         "torchvision": provenance()["versions"]["torchvision"],
     }

@@ -10,6 +10,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,12 +20,12 @@ from tqdm import tqdm
 
 from augment import Augmentation, augment, augmentation_for
 from card import model_card
-from checkpoint import provenance, save_checkpoint
+from checkpoint import run_metadata, save_checkpoint
 from data import DataError, add_data_option, load_mnist
-from device import DeviceError, add_device_option, autocast_dtype, cpu_model, keep_freed_memory, pick_device
-from evaluate import confusion_matrix, score
+from device import DeviceError, add_device_option, autocast_dtype, keep_freed_memory, pick_device
+from evaluate import confusion_matrix, per_class_accuracy, score
 from files import WriteError, check_writable_folder
-from model import MnistCNN, count_parameters
+from model import MnistCNN
 from optim import make_scheduled_optimizers, step_optimizers
 from options import percentage, positive_float, positive_int
 
@@ -61,28 +62,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=positive_int, default=1, help="passes over the training set (default: 1)")
     parser.add_argument("--batch-size", type=positive_int, default=160, help="training batch size (default: 160)")
-    parser.add_argument(
-        "--lr",
-        type=positive_float,
-        default=0.035,
-        help="peak learning rate of AdamW (first convolution, batch norms, classifier) (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--muon-lr",
-        type=positive_float,
-        default=0.1,
-        help="peak learning rate of Muon (the other convolutions) (default: %(default)s)",
-    )
+    parser.add_argument("--lr", type=positive_float, default=0.035, help="peak learning rate of AdamW (default: 0.035)")
+    parser.add_argument("--muon-lr", type=positive_float, default=0.1, help="peak learning rate of Muon (default: 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and shuffling (default: 0)")
     add_data_option(parser)
     add_device_option(parser)
     parser.add_argument("--out-dir", default="models", help="folder for the checkpoint and its JSON (default: models)")
-    parser.add_argument(
-        "--min-accuracy",
-        type=percentage,
-        default=None,
-        help="exit with status 1, after saving, when test accuracy (in %%) is below this (default: off)",
-    )
+    parser.add_argument("--min-accuracy", type=percentage, help="after saving, exit 1 if test accuracy (%%) is below")
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars (they are off when stderr is not a terminal)"
     )
@@ -164,24 +150,15 @@ def fit(
     train_seconds = 0.0
     loss_curve = []
     for epoch in range(1, args.epochs + 1):
-        start = time.perf_counter()
+        start, description = time.perf_counter(), f"epoch {epoch}/{args.epochs}"
         train_loss, train_accuracy, epoch_curve = train_epoch(
-            model,
-            schedules,
-            images,
-            labels,
-            args.batch_size,
-            generator,
-            amp_dtype,
-            f"epoch {epoch}/{args.epochs}",
-            progress,
-            augmentation,
+            model, schedules, images, labels, args.batch_size, generator, amp_dtype, description, progress, augmentation
         )
         seconds = time.perf_counter() - start
         train_seconds += seconds
         loss_curve += epoch_curve
         figures = f"train loss {train_loss:.4f}, train accuracy {train_accuracy:.2f}%, {seconds:.1f} s"
-        print(f"epoch {epoch}/{args.epochs}: {figures}")
+        print(f"{description}: {figures}")
     return FitResult(model, train_loss, train_accuracy, train_seconds, loss_curve)
 
 
@@ -200,11 +177,9 @@ def run_training(args: argparse.Namespace) -> TrainResult:
     start = time.perf_counter()
     test_loss, test_accuracy, predicted = score(model, test_images, test_labels, amp_dtype, progress)
     eval_seconds = time.perf_counter() - start
-    matrix = confusion_matrix(test_labels, predicted)
 
-    now = datetime.datetime.now().astimezone()
-    metadata = {
-        "metrics": {
+    metadata = run_metadata(
+        {
             "test_accuracy": test_accuracy,
             "test_loss": test_loss,
             "train_accuracy": fitted.train_accuracy,
@@ -213,26 +188,20 @@ def run_training(args: argparse.Namespace) -> TrainResult:
             "train_images_per_second": args.epochs * len(train_images) / fitted.train_seconds,
             "eval_seconds": eval_seconds,
             "train_loss_curve": fitted.loss_curve,
-            "per_class_accuracy": (100 * matrix.diagonal() / matrix.sum(1)).tolist(),
+            "per_class_accuracy": per_class_accuracy(confusion_matrix(test_labels, predicted)),
         },
-        "config": {
+        {
             **vars(args),
             "resolved_device": str(device),
             "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype else None,
             "label_smoothing": LABEL_SMOOTHING,
         },
-        "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
-        "num_parameters": count_parameters(model),
-        "timestamp": now.isoformat(timespec="seconds"),
-        **provenance(),
-    }
+        model,
+    )
     state = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
+    stamp = datetime.datetime.fromisoformat(metadata["timestamp"]).strftime("%Y%m%d-%H%M%S")
     checkpoint_path, metadata_path = save_checkpoint(
-        out_dir,
-        now.strftime("%Y%m%d-%H%M%S"),
-        {"model_state_dict": state, **metadata},
-        metadata,
-        card=lambda name: model_card(metadata, model, name),
+        out_dir, stamp, {"model_state_dict": state, **metadata}, metadata, partial(model_card, metadata, model)
     )
     return TrainResult(checkpoint_path, metadata_path, metadata)
 
