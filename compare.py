@@ -74,7 +74,7 @@ def read_side(folder: Path, label: str) -> Side:
         if not isinstance(run, dict):
             raise CompareError(f"{path} is not the metadata JSON of a train.py run")
         runs.append(run)
-    runs.sort(key=lambda run: str(run.get("config", {}).get("seed", "")))
+    runs.sort(key=lambda run: str(run.get("config", {}).get("seed", "")).zfill(12))
     return Side(label, runs)
 
 

@@ -30,8 +30,8 @@ def read_image(path: Path) -> torch.Tensor:
             return prepare_file(file)
     except FileNotFoundError:
         raise ImageError("no such file") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
+    except OSError as error:
+        raise ImageError(f"cannot open it ({error.strerror or error})") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -110,6 +110,7 @@ def hostile_files(tmp_path_factory: pytest.TempPathFactory, digit_files: dict) -
     (folder / "truncated.png").write_bytes(good[: len(good) // 2])
     (folder / "bomb.png").write_bytes(png_claiming(100_000, 100_000))
     Image.new("1", (8000, 6000)).save(folder / "huge.png")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
     limit = f"{Image.MAX_IMAGE_PIXELS:,}"
     return {
         "missing": (folder / "missing.png", "no such file"),
@@ -119,6 +120,7 @@ def hostile_files(tmp_path_factory: pytest.TempPathFactory, digit_files: dict) -
         "truncated": (folder / "truncated.png", "cannot read it ("),
         "bomb": (folder / "bomb.png", f"too large: past Pillow's decompression-bomb limit of {limit} pixels"),
         "huge": (folder / "huge.png", "too large: 8000x6000 pixels, more than 40 megapixels"),
+        "link-loop": (folder / "loop.png", "cannot open it (Too many levels of symbolic links)"),
     }
 
 
