@@ -13,13 +13,13 @@ from data import MNIST_STD
 class Augmentation:
     """How strongly each training batch is distorted, on the device: random affine, noise, blur, stroke thickness."""
 
-    rotation_degrees: float = 12.0
-    scale: float = 0.12
-    shear: float = 0.15
-    shift_pixels: float = 2.5
-    noise: float = 0.25
-    blur_fraction: float = 0.2
-    thickness_fraction: float = 0.2
+    rotation_degrees: float = 5.0
+    scale: float = 0.05
+    shear: float = 0.05
+    shift_pixels: float = 1.5
+    noise: float = 0.1
+    blur_fraction: float = 0.05
+    thickness_fraction: float = 0.05
 
 
 ONE_EPOCH_AUGMENTATION = Augmentation(
