@@ -27,6 +27,7 @@ from files import WriteError, check_writable_folder, strict_json, write_file
 from model import MnistCNN, count_parameters
 from optim import make_scheduled_optimizers, step_optimizers
 from options import positive_int
+from steps import LABEL_SMOOTHING
 
 CONVENTIONAL_BATCH_SIZE = 64
 QUICK_SEEDS = 2
@@ -55,7 +56,7 @@ def conventional_epoch_seconds(
     for inputs, targets in loader:
         inputs, targets = inputs.to(device), targets.to(device)
         model.zero_grad()
-        loss = F.cross_entropy(model(inputs), targets, label_smoothing=train.LABEL_SMOOTHING)
+        loss = F.cross_entropy(model(inputs), targets, label_smoothing=LABEL_SMOOTHING)
         loss.backward()
         step_optimizers(schedules)
         loss.item()

@@ -28,7 +28,8 @@ class Muon(torch.optim.Optimizer):
     """Muon for convolution filters followed by batch norm: Nesterov momentum, orthogonalised per layer.
 
     Batch norm makes the loss blind to a filter bank's scale, so each bank is reset to a fixed norm
-    before its update and the learning rate alone sets the size of every step.
+    before its update and the learning rate alone sets the size of every step. The learning rate may
+    be a device tensor, which a captured CUDA graph reads at every replay.
     """
 
     def __init__(self, params: list[torch.Tensor], lr: float, momentum: float = MUON_MOMENTUM) -> None:
@@ -48,7 +49,10 @@ class Muon(torch.optim.Optimizer):
                 direction = weight.grad.add(buffer, alpha=group["momentum"])
                 update = orthogonalize(direction.reshape(len(direction), -1)).view(weight.shape)
                 weight.mul_(len(weight) ** 0.5 / weight.norm())
-                weight.sub_(update, alpha=group["lr"])
+                if isinstance(group["lr"], torch.Tensor):
+                    weight.sub_(update * group["lr"])
+                else:
+                    weight.sub_(update, alpha=group["lr"])
 
 
 def make_scheduled_optimizers(

@@ -14,7 +14,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -26,11 +25,11 @@ from device import DeviceError, add_device_option, autocast_dtype, keep_freed_me
 from evaluate import confusion_matrix, per_class_accuracy, score
 from files import WriteError, check_writable_folder
 from model import MnistCNN
-from optim import make_scheduled_optimizers, step_optimizers
+from optim import make_scheduled_optimizers
 from options import percentage, positive_float, positive_int
+from steps import LABEL_SMOOTHING, Step, make_step
 
 CURVE_POINTS = 20
-LABEL_SMOOTHING = 0.1
 
 
 class DivergenceError(Exception):
@@ -77,12 +76,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def train_epoch(
     model: nn.Module,
-    schedules: list[torch.optim.lr_scheduler.LRScheduler],
+    take_step: Step,
     images: torch.Tensor,
     labels: torch.Tensor,
     batch_size: int,
     generator: torch.Generator,
-    amp_dtype: torch.dtype | None,
     description: str,
     progress: bool,
     augmentation: Augmentation | None = None,
@@ -106,13 +104,8 @@ def train_epoch(
         inputs, targets = images[batch], labels[batch]
         if augmentation is not None:
             inputs = augment(inputs, augmentation)
-        with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(inputs)
-            loss = F.cross_entropy(logits, targets, label_smoothing=LABEL_SMOOTHING)
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-        step_optimizers(schedules)
-        loss_sum += loss.detach() * len(batch)
+        logits, loss = take_step(inputs, targets)
+        loss_sum += loss * len(batch)
         correct += (logits.argmax(1) == targets).sum()
         if step + 1 in part_ends:
             if not torch.isfinite(loss_sum):
@@ -146,13 +139,13 @@ def fit(
     model = MnistCNN().to(device=images.device, memory_format=torch.channels_last)
     steps_per_epoch = math.ceil(len(images) / args.batch_size)
     schedules = make_scheduled_optimizers(model, args.lr, args.muon_lr, args.epochs * steps_per_epoch)
-    amp_dtype = autocast_dtype(images.device)
+    take_step = make_step(model, schedules, autocast_dtype(images.device), args.batch_size)
     train_seconds = 0.0
     loss_curve = []
     for epoch in range(1, args.epochs + 1):
         start, description = time.perf_counter(), f"epoch {epoch}/{args.epochs}"
         train_loss, train_accuracy, epoch_curve = train_epoch(
-            model, schedules, images, labels, args.batch_size, generator, amp_dtype, description, progress, augmentation
+            model, take_step, images, labels, args.batch_size, generator, description, progress, augmentation
         )
         seconds = time.perf_counter() - start
         train_seconds += seconds

@@ -1,0 +1,124 @@
+"""One training step of the recipe: eager, or on CUDA replayed as a captured graph, which saves most launches."""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from optim import Muon, step_optimizers
+
+LABEL_SMOOTHING = 0.1
+WARMUP_STEPS = 3
+
+Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def forward_loss(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, amp_dtype: torch.dtype | None, cache: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the logits of model on inputs and the label-smoothed cross-entropy loss, under autocast when given."""
+    with torch.autocast(inputs.device.type, dtype=amp_dtype, enabled=amp_dtype is not None, cache_enabled=cache):
+        logits = model(inputs)
+        return logits, F.cross_entropy(logits, targets, label_smoothing=LABEL_SMOOTHING)
+
+
+def eager_step(
+    model: nn.Module,
+    schedules: list[torch.optim.lr_scheduler.LRScheduler],
+    amp_dtype: torch.dtype | None,
+    free_gradients: bool = True,
+) -> Step:
+    """Return a step that trains model on one batch and returns its logits and loss."""
+
+    def step(inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, loss = forward_loss(model, inputs, targets, amp_dtype)
+        model.zero_grad(set_to_none=free_gradients)
+        loss.backward()
+        step_optimizers(schedules)
+        return logits, loss.detach()
+
+    return step
+
+
+class GraphedStep:
+    """A CUDA training step: forward, backward and the Muon step captured once as a CUDA graph and replayed.
+
+    The first WARMUP_STEPS full batches train eagerly on a side stream, as capture requires; then
+    one full batch is captured and every later full batch is copied into the captured inputs and
+    replayed. AdamW (fused) and the schedules run eagerly after each replay; Muon reads its
+    learning rate from a device tensor that its schedule fills. A batch of another size (a last
+    partial batch) trains eagerly, keeping the captured gradients in place.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        schedules: list[torch.optim.lr_scheduler.LRScheduler],
+        amp_dtype: torch.dtype | None,
+        batch_size: int,
+    ) -> None:
+        self.model, self.schedules, self.amp_dtype, self.batch_size = model, schedules, amp_dtype, batch_size
+        self.muon = next(s.optimizer for s in schedules if isinstance(s.optimizer, Muon))
+        self.others = [s.optimizer for s in schedules if s.optimizer is not self.muon]
+        device = next(model.parameters()).device
+        self.muon_rates = [torch.tensor(float(group["lr"]), device=device) for group in self.muon.param_groups]
+        self.keep_muon_rates_on_device()
+        self.warmed = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def keep_muon_rates_on_device(self) -> None:
+        """Put Muon's learning rates into the device tensors that the captured step reads, whatever the schedule set."""
+        for group, rate in zip(self.muon.param_groups, self.muon_rates, strict=True):
+            if group["lr"] is not rate:
+                rate.fill_(float(group["lr"]))
+                group["lr"] = rate
+
+    def capture(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Record forward, backward and the Muon step on copies of inputs and targets, which replays reuse."""
+        self.inputs, self.targets = inputs.clone(), targets.clone()
+        self.model.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            logits, loss = forward_loss(self.model, self.inputs, self.targets, self.amp_dtype, cache=False)
+            loss.backward()
+            self.muon.step()
+        self.logits, self.loss = logits, loss.detach()
+
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train on one batch; return its logits and loss (for a replay, buffers that the next replay overwrites)."""
+        if len(inputs) != self.batch_size:
+            return eager_step(self.model, self.schedules, self.amp_dtype, free_gradients=self.graph is None)(
+                inputs, targets
+            )
+        if self.warmed < WARMUP_STEPS:
+            self.warmed += 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                result = eager_step(self.model, self.schedules, self.amp_dtype)(inputs, targets)
+            torch.cuda.current_stream().wait_stream(side)
+            return result
+        if self.graph is None:
+            self.capture(inputs, targets)
+        self.inputs.copy_(inputs)
+        self.targets.copy_(targets)
+        self.graph.replay()
+        for optimizer in self.others:
+            optimizer.step()
+        for schedule in self.schedules:
+            schedule.step()
+        self.keep_muon_rates_on_device()
+        return self.logits, self.loss
+
+
+def make_step(
+    model: nn.Module,
+    schedules: list[torch.optim.lr_scheduler.LRScheduler],
+    amp_dtype: torch.dtype | None,
+    batch_size: int,
+) -> Step:
+    """Return the training step for model's device: replayed as a CUDA graph on CUDA, eager elsewhere."""
+    if next(model.parameters()).device.type == "cuda":
+        return GraphedStep(model, schedules, amp_dtype, batch_size)
+    return eager_step(model, schedules, amp_dtype)

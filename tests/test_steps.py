@@ -1,0 +1,57 @@
+"""steps.py: the eager step trains as the recipe says; on CUDA the graphed step trains like the eager one."""
+
+import pytest
+import torch
+
+from model import MnistCNN
+from optim import Muon, make_scheduled_optimizers
+from steps import GraphedStep, eager_step, make_step
+
+
+def batches(device: torch.device, count: int, size: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Return count seeded batches of random images and labels on device."""
+    generator = torch.Generator().manual_seed(0)
+    return [
+        (
+            torch.randn(size, 1, 28, 28, generator=generator).to(device),
+            torch.randint(0, 10, (size,), generator=generator).to(device),
+        )
+        for _ in range(count)
+    ]
+
+
+def trained(device: torch.device, graphed: bool, steps: int = 12) -> MnistCNN:
+    """Return a seeded model trained for steps batches with the graphed or the eager step."""
+    torch.manual_seed(0)
+    model = MnistCNN().to(device)
+    schedules = make_scheduled_optimizers(model, lr=0.03, muon_lr=0.1, total_steps=steps)
+    step = GraphedStep(model, schedules, None, 32) if graphed else eager_step(model, schedules, None)
+    for inputs, targets in batches(device, steps):
+        step(inputs, targets)
+    return model
+
+
+def test_eager_step_lowers_the_loss() -> None:
+    torch.manual_seed(0)
+    model = MnistCNN()
+    schedules = make_scheduled_optimizers(model, lr=0.03, muon_lr=0.1, total_steps=30)
+    inputs, targets = batches(torch.device("cpu"), 1)[0]
+    step = make_step(model, schedules, None, 32)
+    losses = [step(inputs, targets)[1].item() for _ in range(30)]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_muon_takes_its_learning_rate_from_a_tensor_alike() -> None:
+    weights = [torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(seed)) for seed in (0, 0)]
+    for weight, rate in zip(weights, (0.1, torch.tensor(0.1)), strict=True):
+        weight.grad = torch.ones_like(weight)
+        Muon([weight], lr=rate).step()
+    torch.testing.assert_close(weights[0], weights[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_graphed_step_trains_like_the_eager_one() -> None:
+    device = torch.device("cuda")
+    graphed, eager = trained(device, graphed=True), trained(device, graphed=False)
+    for (name, tensor), other in zip(graphed.state_dict().items(), eager.state_dict().values(), strict=True):
+        torch.testing.assert_close(tensor, other, rtol=1e-3, atol=1e-4, msg=name)
