@@ -73,6 +73,9 @@ def read_side(folder: Path, label: str) -> Side:
             raise CompareError(f"cannot read {path}: {error}") from None
         if not isinstance(run, dict):
             raise CompareError(f"{path} is not the metadata JSON of a train.py run")
+        for section in ("metrics", "config"):
+            if not isinstance(run.get(section), dict):
+                run[section] = {}
         runs.append(run)
     runs.sort(key=lambda run: str(run.get("config", {}).get("seed", "")).zfill(12))
     return Side(label, runs)

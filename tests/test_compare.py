@@ -31,8 +31,8 @@ def run_metadata(seed: int, accuracy: float, parameters: int = 23_338, seconds: 
 
 def write_runs(folder: Path, runs: list[dict]) -> Path:
     """Write each run's JSON into folder/seed-N/ as train.py would; return folder."""
-    for run in runs:
-        seed_dir = folder / f"seed-{run.get('config', {}).get('seed', len(list(folder.glob('*'))))}"
+    for index, run in enumerate(runs):
+        seed_dir = folder / f"seed-{index}"
         seed_dir.mkdir(parents=True)
         (seed_dir / "mnist_cnn_20261127-000000.json").write_text(json.dumps(run))
     return folder
@@ -101,6 +101,12 @@ def test_empty_baseline_folder_counts_as_none(tmp_path: Path) -> None:
     head = write_runs(tmp_path / "head", [run_metadata(0, 99.3)])
     assert compare.main(["--head", str(head), "--base", str(tmp_path / "base"), "--summary", str(tmp_path / "s")]) == 0
     assert "No baseline" in (tmp_path / "s").read_text()
+
+
+def test_odd_base_sections_count_as_missing(tmp_path: Path) -> None:
+    status, markdown = gate(tmp_path, [run_metadata(0, 99.25)], [{"metrics": None, "config": [1]}])
+    assert status == 0
+    assert table(markdown)["Test accuracy, mean"] == ["n/a", "99.25%", "n/a"]
 
 
 def test_older_base_format_shows_n_a(tmp_path: Path) -> None:
