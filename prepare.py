@@ -4,9 +4,11 @@ The steps, each robust to what photos and scans of real handwriting bring:
 1. Read the pixels of any mode Pillow opens (1, 8 and 16 bits, palette, alpha, CMYK, EXIF rotation),
    refusing oversized images before they are decoded, and shrink large ones.
 2. Estimate the paper's (or board's) brightness locally, so uneven light and shadows cancel out,
-   and find which way round the ink is: the polarity whose ink covers less of the page.
+   and find which way round the ink is: the polarity with less ink, counting the image's centre
+   fully and its margins (where a table or a shadow lies) a quarter.
 3. Threshold the ink robustly (Otsu's method) and keep the digit: the largest connected piece of
-   ink and the pieces near it of comparable size, not specks of dirt or noise.
+   ink and the pieces of comparable size, not specks of dirt, nor pieces touching the border (a
+   table's edge) when a piece inside can be the digit.
 4. Bring the strokes towards MNIST's thickness (about 2 pixels in the 20-pixel box) by growing
    thin strokes or thinning thick ones, fit the digit into a 20x20 box and centre it by its centre
    of mass in a 28x28 field.
@@ -140,9 +142,8 @@ def label_pieces(mask: torch.Tensor) -> torch.Tensor:
         labels = spread
 
 
-def digit_mask(ink: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the pixels of the digit (thresholded ink without specks and marks far from it), and the pixels of
-    ink left out for touching the image's border.
+def digit_mask(ink: torch.Tensor) -> torch.Tensor:
+    """Return the pixels of the digit: thresholded ink without specks and marks far from it.
 
     Pieces touching the border (a table beside the sheet, the edge of a shadow) are left out when a
     piece inside the image is large enough to be the digit; a digit cropped so tightly that it
@@ -158,17 +159,11 @@ def digit_mask(ink: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     pieces, inverse = labels[labels > 0].unique(return_inverse=True)
     mass = torch.zeros(len(pieces)).index_add_(0, inverse, torch.ones(len(inverse)))
     inside = ~torch.isin(pieces, torch.cat([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    dropped = torch.zeros_like(labels)
     if inside.any() and mass[inside].max() >= max(MIN_INSIDE_PIECE, MIN_INSIDE_SHARE * mass.max()):
-        dropped = torch.isin(labels, pieces[~inside]).float()
         pieces, mass = pieces[inside], mass[inside]
     kept = torch.isin(labels, pieces[mass >= MIN_PIECE_SHARE * mass.max()]).float()
-
-    def full_size(piece_mask: torch.Tensor) -> torch.Tensor:
-        grown = F.max_pool2d(piece_mask[None, None], 3, stride=1, padding=1)
-        return strong & (F.interpolate(grown, size=ink.shape, mode="nearest")[0, 0] > 0)
-
-    return full_size(kept), full_size(dropped)
+    grown = F.max_pool2d(kept[None, None], 3, stride=1, padding=1)
+    return strong & (F.interpolate(grown, size=ink.shape, mode="nearest")[0, 0] > 0)
 
 
 def stroke_width(mask: torch.Tensor) -> float:
@@ -237,7 +232,7 @@ def prepare_pixels(grey: torch.Tensor) -> torch.Tensor:
     ink = dark_ink if (dark_ink * weight).sum() <= (light_ink * weight).sum() else light_ink
     if ink.max() < MIN_CONTRAST:
         raise ImageError("no digit found (the image has no contrast)")
-    mask, _ = digit_mask(ink)
+    mask = digit_mask(ink)
     rows, columns = mask.nonzero(as_tuple=True)
     top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
     mask = mask[top:bottom, left:right].float()
