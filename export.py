@@ -17,7 +17,7 @@ import torch
 
 from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
 from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
-from files import WriteError, check_writable_folder, temporary_path, write_file
+from files import WriteError, check_writable_folder, temporary_path
 from model import INPUT_SHAPE, MnistCNN
 
 MIN_AGREEMENT = 0.9995
@@ -99,7 +99,8 @@ def export_checkpoint(checkpoint_path: Path, output: Path, data_dir: str) -> dic
     data = onnx_bytes(model, {**metadata, "source_checkpoint": checkpoint_path.name})
     unchecked = temporary_path(output)
     try:
-        write_file(unchecked, data)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        unchecked.write_bytes(data)
         figures = check_export(unchecked, model, images, labels)
         unchecked.replace(output)
     except OSError as error:
