@@ -24,7 +24,7 @@ from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
 from device import DeviceError, add_device_option, autocast_dtype, cpu_model, keep_freed_memory, pick_device
 from evaluate import corruption_accuracies, score
 from files import WriteError, check_writable_folder, strict_json, write_file
-from model import MnistCNN, count_parameters
+from model import count_parameters
 from optim import make_scheduled_optimizers, step_optimizers
 from options import positive_int
 from steps import LABEL_SMOOTHING
@@ -36,9 +36,9 @@ QUICK_TEST_IMAGES = 1024
 
 
 def conventional_epoch_seconds(
-    data_dir: str, train_images: int, device: torch.device, seed: int, lr: float, muon_lr: float
+    data_dir: str, train_images: int, device: torch.device, seed: int, lr: float, muon_lr: float, epochs: int
 ) -> float:
-    """Time one epoch of the same model and optimisers fed the way most MNIST repos feed it.
+    """Time one epoch of the same model (train.py's for epochs) and optimisers fed the way most MNIST repos feed it.
 
     That is: a per-sample Compose([ToTensor(), Normalize()]) on torchvision's MNIST, a shuffled
     DataLoader of batch size 64, float32 NCHW tensors, and the loss read back on every step.
@@ -50,7 +50,7 @@ def conventional_epoch_seconds(
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(dataset, batch_size=CONVENTIONAL_BATCH_SIZE, shuffle=True, generator=generator)
     torch.manual_seed(seed)
-    model = MnistCNN().to(device).train()
+    model = train.new_model(epochs, device).to(memory_format=torch.contiguous_format).train()
     schedules = make_scheduled_optimizers(model, lr, muon_lr, len(loader))
     start = time.perf_counter()
     for inputs, targets in loader:
@@ -94,7 +94,7 @@ def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device, 
     per_corruption = {name: statistics.mean(seed_figures[name] for seed_figures in corruptions) for name in SUITE}
     worst = min(per_corruption, key=per_corruption.get)
     conventional = conventional_epoch_seconds(
-        data_dir, len(train_images), device, seed=0, lr=defaults.lr, muon_lr=defaults.muon_lr
+        data_dir, len(train_images), device, seed=0, lr=defaults.lr, muon_lr=defaults.muon_lr, epochs=epochs
     )
     epoch_seconds = statistics.median(train_seconds)
     return {
@@ -103,7 +103,7 @@ def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device, 
         "epochs": epochs,
         "train_images": len(train_images),
         "test_images": len(test_images),
-        "parameters": count_parameters(MnistCNN()),
+        "parameters": count_parameters(fitted.model),
         "test_accuracy_mean": statistics.mean(accuracies),
         "test_accuracy_std": statistics.stdev(accuracies) if seeds > 1 else 0.0,
         "test_accuracy_min": min(accuracies),

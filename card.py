@@ -93,7 +93,7 @@ returns ten logits, one per digit. This card was written by `train.py` from the 
 {count_parameters(model):,} parameters (the project's budget is under {PARAMETER_BUDGET:,}). Input: a float32
 tensor of shape (N, 1, 28, 28), pixels scaled to [0, 1], then normalised with MNIST's mean {MNIST_MEAN}
 and standard deviation {MNIST_STD}; a light digit on a dark background, as in MNIST. Output: logits of
-shape (N, 10).
+shape (N, 10): in eval mode, the mean of the logits of the image and of its four one-pixel shifts.
 
 | layer | output shape | parameters |
 | --- | --- | --- |
@@ -130,7 +130,8 @@ Train accuracy over the last epoch, while training with label smoothing: {metric
 ## Files and how to load them safely
 
 - `{name}.pt`: the weights and this run's metadata. Load it with `torch.load(path, weights_only=True)`,
-  which never runs code from the file, then `MnistCNN().load_state_dict(checkpoint["model_state_dict"])`
+  which never runs code from the file, then
+  `MnistCNN(full_resolution={model.full_resolution}).load_state_dict(checkpoint["model_state_dict"])`
   with the project's `model.py`.
 - `{name}.json`: the same metadata without the weights (strict JSON).
 - `{name}.onnx`: written by `python export.py --checkpoint {name}.pt`; runs with onnxruntime, NumPy

@@ -94,7 +94,10 @@ def newest_checkpoint(folder: Path) -> Path:
 
 
 def load_checkpoint(path: Path, device: torch.device) -> tuple[MnistCNN, dict]:
-    """Load path with torch.load(weights_only=True) only; return the model on device, in eval mode, and its metadata."""
+    """Load path with torch.load(weights_only=True) only; return the model on device, in eval mode, and its metadata.
+
+    The weights say which of MnistCNN's two first layers the model has.
+    """
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():
@@ -111,13 +114,13 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[MnistCNN, dict]:
         raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or another format)") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model_state_dict"), dict):
         raise CheckpointError(f"{path} is not a MnistCNN checkpoint: it has no model_state_dict")
-    model = MnistCNN().to(device=device, memory_format=torch.channels_last)
-    try:
-        model.load_state_dict(checkpoint["model_state_dict"])
-    except RuntimeError:
-        raise CheckpointError(f"{path} holds weights of another architecture than MnistCNN in model.py") from None
     metadata = {key: value for key, value in checkpoint.items() if key != "model_state_dict"}
-    return model.eval(), metadata
+    for full_resolution in (False, True):
+        model = MnistCNN(full_resolution).to(device=device, memory_format=torch.channels_last)
+        with contextlib.suppress(RuntimeError):
+            model.load_state_dict(checkpoint["model_state_dict"])
+            return model.eval(), metadata
+    raise CheckpointError(f"{path} holds weights of another architecture than MnistCNN in model.py")
 
 
 def git_commit() -> str | None:

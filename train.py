@@ -30,6 +30,7 @@ from options import percentage, positive_float, positive_int
 from steps import LABEL_SMOOTHING, Step, make_step
 
 CURVE_POINTS = 20
+FULL_RESOLUTION_FROM_EPOCHS = 3
 
 
 class DivergenceError(Exception):
@@ -54,6 +55,16 @@ class FitResult:
     train_accuracy: float
     train_seconds: float
     loss_curve: list[float]
+
+
+def new_model(epochs: int, device: torch.device) -> MnistCNN:
+    """Return a fresh MnistCNN for a run of epochs, channels-last on device, chosen on the validation split.
+
+    Runs of FULL_RESOLUTION_FROM_EPOCHS or more get the full-resolution first layer: more work per
+    image, which their length affords; one or two epochs keep the strided one, which is faster.
+    """
+    full_resolution = epochs >= FULL_RESOLUTION_FROM_EPOCHS
+    return MnistCNN(full_resolution).to(device=device, memory_format=torch.channels_last)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -136,7 +147,7 @@ def fit(
     """
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    model = MnistCNN().to(device=images.device, memory_format=torch.channels_last)
+    model = new_model(args.epochs, images.device)
     steps_per_epoch = math.ceil(len(images) / args.batch_size)
     schedules = make_scheduled_optimizers(model, args.lr, args.muon_lr, args.epochs * steps_per_epoch)
     take_step = make_step(model, schedules, autocast_dtype(images.device), args.batch_size)
@@ -188,6 +199,7 @@ def run_training(args: argparse.Namespace) -> TrainResult:
             "resolved_device": str(device),
             "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype else None,
             "label_smoothing": LABEL_SMOOTHING,
+            "full_resolution": model.full_resolution,
         },
         model,
     )

@@ -62,6 +62,17 @@ def test_loads_a_good_checkpoint(bad_checkpoints: dict[str, Path]) -> None:
     assert metadata == {}
 
 
+@pytest.mark.parametrize("full_resolution", [False, True])
+def test_the_weights_say_which_first_layer_the_model_has(full_resolution: bool, tmp_path: Path) -> None:
+    saved = MnistCNN(full_resolution).eval()
+    torch.save({"model_state_dict": saved.state_dict()}, tmp_path / "model.pt")
+    model, _ = load_checkpoint(tmp_path / "model.pt", torch.device("cpu"))
+    assert model.full_resolution == full_resolution
+    images = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), saved(images))
+
+
 @pytest.mark.parametrize("case", sorted(BAD_CHECKPOINTS))
 def test_bad_checkpoint_is_refused(case: str, bad_checkpoints: dict[str, Path]) -> None:
     with pytest.raises(CheckpointError, match=BAD_CHECKPOINTS[case]):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from model import PARAMETER_BUDGET, MnistCNN, count_parameters
+from model import PARAMETER_BUDGET, TEST_TIME_SHIFTS, MnistCNN, count_parameters, shifted_views
 
 
 def test_parameter_count_is_under_budget() -> None:
@@ -41,3 +41,34 @@ def test_a_checkpoint_of_the_model_without_standardisation_does_not_load() -> No
     state = {name: tensor for name, tensor in MnistCNN().state_dict().items() if not name.endswith("eps")}
     with pytest.raises(RuntimeError, match="Missing key"):
         MnistCNN().load_state_dict(state)
+
+
+def test_full_resolution_model_is_under_budget_and_has_the_same_output() -> None:
+    model = MnistCNN(full_resolution=True).eval()
+    assert count_parameters(model) < PARAMETER_BUDGET
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_shifted_views_move_a_pixel_by_one_in_each_direction() -> None:
+    image = torch.zeros(1, 1, 28, 28)
+    image[0, 0, 10, 12] = 1.0
+    views = shifted_views(image, ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)))
+    lit = [tuple((view[0] == 1).nonzero()[0].tolist()) for view in views]
+    assert lit == [(10, 12), (11, 12), (9, 12), (10, 13), (10, 11)]
+
+
+@pytest.mark.parametrize("full_resolution", [False, True])
+def test_eval_logits_are_the_mean_over_shifted_images(full_resolution: bool) -> None:
+    model = MnistCNN(full_resolution).eval()
+    images = torch.zeros(3, 1, 28, 28)
+    images[:, :, 4:24, 6:22] = torch.rand(3, 1, 20, 16)  # an empty border: rolling equals shifting
+    with torch.no_grad():
+        views = [model.single_view_logits(torch.roll(images, shift, (2, 3))) for shift in TEST_TIME_SHIFTS]
+        torch.testing.assert_close(model(images), torch.stack(views).mean(0), rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(model(images), views[0], atol=1e-4)
+
+
+def test_training_logits_are_those_of_the_image_alone() -> None:
+    model = MnistCNN().train()
+    images = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(model(images), model.single_view_logits(images))

@@ -63,6 +63,17 @@ def test_same_seed_gives_same_weights(data_dir: str) -> None:
         assert torch.equal(tensor, second.model.state_dict()[name]), name
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 3, 10])
+def test_longer_runs_get_the_full_resolution_first_layer(epochs: int) -> None:
+    model = train.new_model(epochs, torch.device("cpu"))
+    assert model.full_resolution == (epochs >= train.FULL_RESOLUTION_FROM_EPOCHS)
+    assert model.features[1].kernel_size == ((3, 3) if model.full_resolution else (5, 5))
+
+
+def test_run_records_which_first_layer_it_trained(trained: train.TrainResult) -> None:
+    assert trained.metadata["config"]["full_resolution"] is False
+
+
 @pytest.mark.parametrize(("accuracy", "status"), [(99.0, 1), (99.5, 0), (99.9, 0)])
 def test_min_accuracy_sets_exit_status(
     accuracy: float, status: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
