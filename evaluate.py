@@ -18,7 +18,7 @@ from device import DeviceError, add_device_option, autocast_dtype, pick_device
 from files import WriteError, check_writable_folder, strict_json, write_file
 from model import NUM_CLASSES
 
-EVAL_BATCH_SIZE = 1000
+EVAL_BATCH_SIZE = 200  # images a forward pass; the model in eval mode reads five views of each
 CELL_PIXELS = 44
 MISCLASSIFIED_SCALE = 2
 MISCLASSIFIED_COLUMNS = 16
