@@ -43,7 +43,7 @@ def test_a_checkpoint_of_the_model_without_standardisation_does_not_load() -> No
         MnistCNN().load_state_dict(state)
 
 
-def test_full_resolution_model_is_under_budget_and_has_the_same_output() -> None:
+def test_full_resolution_model_is_under_budget_and_returns_ten_logits_an_image() -> None:
     model = MnistCNN(full_resolution=True).eval()
     assert count_parameters(model) < PARAMETER_BUDGET
     assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
