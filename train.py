@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -31,6 +32,8 @@ from steps import LABEL_SMOOTHING, Step, make_step
 
 CURVE_POINTS = 20
 FULL_RESOLUTION_FROM_EPOCHS = 3
+HARD_EXAMPLES_FROM_EPOCHS = 3
+HARD_EXAMPLE_SHARE = 0.5
 
 
 class DivergenceError(Exception):
@@ -67,6 +70,28 @@ def new_model(epochs: int, device: torch.device) -> MnistCNN:
     return MnistCNN(full_resolution).to(device=device, memory_format=torch.channels_last)
 
 
+def uses_hard_examples(epochs: int) -> bool:
+    """Return whether a run of epochs draws the images of its second half by their losses (validation's choice)."""
+    return epochs >= HARD_EXAMPLES_FROM_EPOCHS
+
+
+def epoch_order(
+    count: int, epoch: int, epochs: int, example_losses: torch.Tensor | None, generator: torch.Generator
+) -> torch.Tensor:
+    """Return the indices of the count images to train on in epoch (0-based) of epochs, on the CPU.
+
+    A shuffled pass over every image, except in the second half of a run that keeps example_losses
+    (each image's loss when last seen): there count images are drawn with replacement,
+    HARD_EXAMPLE_SHARE of the chance shared in proportion to those losses and the rest evenly, so
+    the images the model still gets wrong come round more often.
+    """
+    if example_losses is None or epoch < epochs / 2:
+        return torch.randperm(count, generator=generator)
+    losses = example_losses.float().cpu()
+    weights = (1 - HARD_EXAMPLE_SHARE) / count + HARD_EXAMPLE_SHARE * losses / losses.sum()
+    return torch.multinomial(weights, count, replacement=True, generator=generator)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line of train.py."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -91,22 +116,26 @@ def train_epoch(
     images: torch.Tensor,
     labels: torch.Tensor,
     batch_size: int,
-    generator: torch.Generator,
+    order: torch.Tensor,
     description: str,
     progress: bool,
     augmentation: Augmentation | None = None,
+    example_losses: torch.Tensor | None = None,
 ) -> tuple[float, float, list[float]]:
-    """Train model for one shuffled pass over images; return the mean loss, the accuracy in % and the loss curve.
+    """Train model on the images in order, in batches; return the mean loss, the accuracy in % and the loss curve.
+
+    With example_losses (one per image, on the device), each image's loss without label smoothing
+    is written there whenever it is trained on.
 
     The curve is the mean loss of each of CURVE_POINTS equal parts of the epoch. The running sums
     stay on the device and are copied at each part's end, where the loss is also checked for
     divergence (DivergenceError), so no step but those waits for the device.
     """
     model.train()
-    order = torch.randperm(len(images), generator=generator).to(images.device)
+    order = order.to(images.device)
     loss_sum = torch.zeros((), device=images.device)
     correct = torch.zeros((), dtype=torch.long, device=images.device)
-    steps = math.ceil(len(images) / batch_size)
+    steps = math.ceil(len(order) / batch_size)
     part_ends = {round(part * steps / CURVE_POINTS) for part in range(1, CURVE_POINTS + 1)} - {0}
     part_sums, part_seen = [], []
     bar = tqdm(range(steps), desc=description, unit="batch", disable=not progress, leave=False)
@@ -118,6 +147,8 @@ def train_epoch(
         logits, loss = take_step(inputs, targets)
         loss_sum += loss * len(batch)
         correct += (logits.argmax(1) == targets).sum()
+        if example_losses is not None:
+            example_losses[batch] = F.cross_entropy(logits.detach().float(), targets, reduction="none")
         if step + 1 in part_ends:
             if not torch.isfinite(loss_sum):
                 raise DivergenceError(
@@ -125,14 +156,14 @@ def train_epoch(
                     "try a lower --lr or --muon-lr"
                 )
             part_sums.append(loss_sum.clone())
-            part_seen.append(min((step + 1) * batch_size, len(images)))
+            part_seen.append(min((step + 1) * batch_size, len(order)))
             if progress:
                 seen = part_seen[-1]
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%")
     sums = [0.0, *torch.stack(part_sums).tolist()]
     seen = [0, *part_seen]
     curve = [(sums[i + 1] - sums[i]) / (seen[i + 1] - seen[i]) for i in range(len(part_seen))]
-    return loss_sum.item() / len(images), 100 * correct.item() / len(images), curve
+    return loss_sum.item() / len(order), 100 * correct.item() / len(order), curve
 
 
 def fit(
@@ -143,7 +174,7 @@ def fit(
     augmentation: Augmentation | None,
 ) -> FitResult:
     """Train a fresh MnistCNN on images for args.epochs epochs with args' seed, batch size, learning rates and
-    augmentation (None: none).
+    augmentation (None: none); runs long enough draw the images of their second half by their losses.
     """
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -151,12 +182,23 @@ def fit(
     steps_per_epoch = math.ceil(len(images) / args.batch_size)
     schedules = make_scheduled_optimizers(model, args.lr, args.muon_lr, args.epochs * steps_per_epoch)
     take_step = make_step(model, schedules, autocast_dtype(images.device), args.batch_size)
+    example_losses = torch.ones(len(images), device=images.device) if uses_hard_examples(args.epochs) else None
     train_seconds = 0.0
     loss_curve = []
     for epoch in range(1, args.epochs + 1):
         start, description = time.perf_counter(), f"epoch {epoch}/{args.epochs}"
+        order = epoch_order(len(images), epoch - 1, args.epochs, example_losses, generator)
         train_loss, train_accuracy, epoch_curve = train_epoch(
-            model, take_step, images, labels, args.batch_size, generator, description, progress, augmentation
+            model,
+            take_step,
+            images,
+            labels,
+            args.batch_size,
+            order,
+            description,
+            progress,
+            augmentation,
+            example_losses,
         )
         seconds = time.perf_counter() - start
         train_seconds += seconds

@@ -70,6 +70,42 @@ def test_longer_runs_get_the_full_resolution_first_layer(epochs: int) -> None:
     assert model.features[1].kernel_size == ((3, 3) if model.full_resolution else (5, 5))
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 3, 10])
+def test_longer_runs_draw_hard_examples(epochs: int) -> None:
+    assert train.uses_hard_examples(epochs) == (epochs >= train.HARD_EXAMPLES_FROM_EPOCHS)
+
+
+def test_first_half_and_short_runs_shuffle_every_image_once() -> None:
+    generator = torch.Generator().manual_seed(0)
+    losses = torch.rand(100)
+    for order in (train.epoch_order(100, 4, 10, losses, generator), train.epoch_order(100, 0, 1, None, generator)):
+        assert torch.equal(order.sort().values, torch.arange(100))
+
+
+def test_second_half_draws_images_by_their_losses() -> None:
+    generator = torch.Generator().manual_seed(0)
+    losses = torch.zeros(1000)
+    losses[7] = 2.0
+    order = train.epoch_order(1000, 5, 10, losses, generator)
+    assert len(order) == 1000 and 0 <= order.min() and order.max() < 1000
+    share = (order == 7).float().mean().item()
+    assert abs(share - train.HARD_EXAMPLE_SHARE) < 0.1
+    assert len(order.unique()) > 300
+
+
+def test_epoch_records_each_trained_images_loss(data_dir: str) -> None:
+    images, labels = train.load_mnist(data_dir, train=False, device=torch.device("cpu"))
+    images, labels = images[:256], labels[:256]
+    model = train.new_model(3, torch.device("cpu"))
+    schedules = train.make_scheduled_optimizers(model, 0.01, 0.05, 20)
+    take_step = train.make_step(model, schedules, None, 64)
+    losses = torch.full((256,), -1.0)
+    order = torch.arange(128, 256)
+    train.train_epoch(model, take_step, images, labels, 64, order, "test", False, None, losses)
+    assert (losses[:128] == -1).all()
+    assert (losses[128:] >= 0).all() and losses[128:].std() > 0
+
+
 def test_run_records_which_first_layer_it_trained(trained: train.TrainResult) -> None:
     assert trained.metadata["config"]["full_resolution"] is False
 
