@@ -88,7 +88,7 @@ def epoch_order(
     if example_losses is None or epoch < epochs / 2:
         return torch.randperm(count, generator=generator)
     losses = example_losses.float().cpu()
-    weights = (1 - HARD_EXAMPLE_SHARE) / count + HARD_EXAMPLE_SHARE * losses / losses.sum()
+    weights = (1 - HARD_EXAMPLE_SHARE) / count + HARD_EXAMPLE_SHARE * losses / losses.sum().clamp_min(1e-12)
     return torch.multinomial(weights, count, replacement=True, generator=generator)
 
 
@@ -242,6 +242,7 @@ def run_training(args: argparse.Namespace) -> TrainResult:
             "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype else None,
             "label_smoothing": LABEL_SMOOTHING,
             "full_resolution": model.full_resolution,
+            "hard_examples": uses_hard_examples(args.epochs),
         },
         model,
     )

@@ -108,6 +108,12 @@ def test_epoch_records_each_trained_images_loss(data_dir: str) -> None:
 
 def test_run_records_which_first_layer_it_trained(trained: train.TrainResult) -> None:
     assert trained.metadata["config"]["full_resolution"] is False
+    assert trained.metadata["config"]["hard_examples"] is False
+
+
+def test_losses_all_zero_draw_evenly() -> None:
+    order = train.epoch_order(1000, 9, 10, torch.zeros(1000), torch.Generator().manual_seed(0))
+    assert len(order.unique()) > 500
 
 
 @pytest.mark.parametrize(("accuracy", "status"), [(99.0, 1), (99.5, 0), (99.9, 0)])
