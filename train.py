@@ -32,7 +32,6 @@ from steps import LABEL_SMOOTHING, Step, make_step
 
 CURVE_POINTS = 20
 FULL_RESOLUTION_FROM_EPOCHS = 3
-HARD_EXAMPLES_FROM_EPOCHS = 3
 HARD_EXAMPLE_SHARE = 0.5
 
 
@@ -70,25 +69,25 @@ def new_model(epochs: int, device: torch.device) -> MnistCNN:
     return MnistCNN(full_resolution).to(device=device, memory_format=torch.channels_last)
 
 
-def uses_hard_examples(epochs: int) -> bool:
-    """Return whether a run of epochs draws the images of its second half by their losses (validation's choice)."""
-    return epochs >= HARD_EXAMPLES_FROM_EPOCHS
+def hard_examples_from(epoch: int, epochs: int, steps: int) -> int | None:
+    """Return the step of epoch (0-based) of epochs from which its images are drawn by their losses, or None.
 
-
-def epoch_order(
-    count: int, epoch: int, epochs: int, example_losses: torch.Tensor | None, generator: torch.Generator
-) -> torch.Tensor:
-    """Return the indices of the count images to train on in epoch (0-based) of epochs, on the CPU.
-
-    A shuffled pass over every image, except in the second half of a run that keeps example_losses
-    (each image's loss when last seen): there count images are drawn with replacement,
-    HARD_EXAMPLE_SHARE of the chance shared in proportion to those losses and the rest evenly, so
-    the images the model still gets wrong come round more often.
+    The second half of every run does so (validation's choice): the second half of the steps of a
+    one-epoch run, or every epoch from the middle one of a longer run; the rest is shuffled.
     """
-    if example_losses is None or epoch < epochs / 2:
-        return torch.randperm(count, generator=generator)
+    if epochs == 1:
+        return steps // 2
+    return 0 if epoch >= epochs / 2 else None
+
+
+def draw_by_loss(example_losses: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """Return count image indices drawn with replacement, on the CPU, so that hard images come round more often.
+
+    HARD_EXAMPLE_SHARE of the chance goes to the images in proportion to example_losses (each
+    image's loss when last trained on), the rest evenly.
+    """
     losses = example_losses.float().cpu()
-    weights = (1 - HARD_EXAMPLE_SHARE) / count + HARD_EXAMPLE_SHARE * losses / losses.sum().clamp_min(1e-12)
+    weights = (1 - HARD_EXAMPLE_SHARE) / len(losses) + HARD_EXAMPLE_SHARE * losses / losses.sum().clamp_min(1e-12)
     return torch.multinomial(weights, count, replacement=True, generator=generator)
 
 
@@ -116,30 +115,39 @@ def train_epoch(
     images: torch.Tensor,
     labels: torch.Tensor,
     batch_size: int,
-    order: torch.Tensor,
+    generator: torch.Generator,
     description: str,
     progress: bool,
     augmentation: Augmentation | None = None,
     example_losses: torch.Tensor | None = None,
+    hard_from: int | None = None,
 ) -> tuple[float, float, list[float]]:
-    """Train model on the images in order, in batches; return the mean loss, the accuracy in % and the loss curve.
+    """Train model for one pass of len(images) images; return the mean loss, the accuracy in % and the loss curve.
 
-    With example_losses (one per image, on the device), each image's loss without label smoothing
-    is written there whenever it is trained on.
+    The images come shuffled; from step hard_from on (None: never) they are drawn by example_losses
+    instead (draw_by_loss). With example_losses (one per image, on the device), each image's loss
+    without label smoothing is written there whenever it is trained on.
 
     The curve is the mean loss of each of CURVE_POINTS equal parts of the epoch. The running sums
     stay on the device and are copied at each part's end, where the loss is also checked for
     divergence (DivergenceError), so no step but those waits for the device.
     """
     model.train()
+    count = len(images)
+    order = (
+        draw_by_loss(example_losses, count, generator) if hard_from == 0 else torch.randperm(count, generator=generator)
+    )
     order = order.to(images.device)
     loss_sum = torch.zeros((), device=images.device)
     correct = torch.zeros((), dtype=torch.long, device=images.device)
-    steps = math.ceil(len(order) / batch_size)
+    steps = math.ceil(count / batch_size)
     part_ends = {round(part * steps / CURVE_POINTS) for part in range(1, CURVE_POINTS + 1)} - {0}
     part_sums, part_seen = [], []
     bar = tqdm(range(steps), desc=description, unit="batch", disable=not progress, leave=False)
     for step in bar:
+        if step == hard_from and step > 0:
+            done = step * batch_size
+            order = torch.cat([order[:done], draw_by_loss(example_losses, count - done, generator).to(images.device)])
         batch = order[step * batch_size : (step + 1) * batch_size]
         inputs, targets = images[batch], labels[batch]
         if augmentation is not None:
@@ -156,14 +164,14 @@ def train_epoch(
                     "try a lower --lr or --muon-lr"
                 )
             part_sums.append(loss_sum.clone())
-            part_seen.append(min((step + 1) * batch_size, len(order)))
+            part_seen.append(min((step + 1) * batch_size, count))
             if progress:
                 seen = part_seen[-1]
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%")
     sums = [0.0, *torch.stack(part_sums).tolist()]
     seen = [0, *part_seen]
     curve = [(sums[i + 1] - sums[i]) / (seen[i + 1] - seen[i]) for i in range(len(part_seen))]
-    return loss_sum.item() / len(order), 100 * correct.item() / len(order), curve
+    return loss_sum.item() / count, 100 * correct.item() / count, curve
 
 
 def fit(
@@ -174,7 +182,7 @@ def fit(
     augmentation: Augmentation | None,
 ) -> FitResult:
     """Train a fresh MnistCNN on images for args.epochs epochs with args' seed, batch size, learning rates and
-    augmentation (None: none); runs long enough draw the images of their second half by their losses.
+    augmentation (None: none); the second half of the run draws its images by their losses.
     """
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -182,23 +190,24 @@ def fit(
     steps_per_epoch = math.ceil(len(images) / args.batch_size)
     schedules = make_scheduled_optimizers(model, args.lr, args.muon_lr, args.epochs * steps_per_epoch)
     take_step = make_step(model, schedules, autocast_dtype(images.device), args.batch_size)
-    example_losses = torch.ones(len(images), device=images.device) if uses_hard_examples(args.epochs) else None
+    example_losses = torch.ones(len(images), device=images.device)
     train_seconds = 0.0
     loss_curve = []
     for epoch in range(1, args.epochs + 1):
         start, description = time.perf_counter(), f"epoch {epoch}/{args.epochs}"
-        order = epoch_order(len(images), epoch - 1, args.epochs, example_losses, generator)
+        hard_from = hard_examples_from(epoch - 1, args.epochs, steps_per_epoch)
         train_loss, train_accuracy, epoch_curve = train_epoch(
             model,
             take_step,
             images,
             labels,
             args.batch_size,
-            order,
+            generator,
             description,
             progress,
             augmentation,
             example_losses,
+            hard_from,
         )
         seconds = time.perf_counter() - start
         train_seconds += seconds
@@ -242,7 +251,6 @@ def run_training(args: argparse.Namespace) -> TrainResult:
             "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype else None,
             "label_smoothing": LABEL_SMOOTHING,
             "full_resolution": model.full_resolution,
-            "hard_examples": uses_hard_examples(args.epochs),
         },
         model,
     )

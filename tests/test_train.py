@@ -70,50 +70,57 @@ def test_longer_runs_get_the_full_resolution_first_layer(epochs: int) -> None:
     assert model.features[1].kernel_size == ((3, 3) if model.full_resolution else (5, 5))
 
 
-@pytest.mark.parametrize("epochs", [1, 2, 3, 10])
-def test_longer_runs_draw_hard_examples(epochs: int) -> None:
-    assert train.uses_hard_examples(epochs) == (epochs >= train.HARD_EXAMPLES_FROM_EPOCHS)
+@pytest.mark.parametrize(
+    ("epoch", "epochs", "start"),
+    [(0, 1, 50), (0, 2, None), (1, 2, 0), (1, 3, None), (2, 3, 0), (4, 10, None), (5, 10, 0)],
+)
+def test_second_half_of_every_run_draws_hard_examples(epoch: int, epochs: int, start: int | None) -> None:
+    assert train.hard_examples_from(epoch, epochs, 100) == start
 
 
-def test_first_half_and_short_runs_shuffle_every_image_once() -> None:
-    generator = torch.Generator().manual_seed(0)
-    losses = torch.rand(100)
-    for order in (train.epoch_order(100, 4, 10, losses, generator), train.epoch_order(100, 0, 1, None, generator)):
-        assert torch.equal(order.sort().values, torch.arange(100))
-
-
-def test_second_half_draws_images_by_their_losses() -> None:
-    generator = torch.Generator().manual_seed(0)
+def test_draw_by_loss_favours_high_losses() -> None:
     losses = torch.zeros(1000)
     losses[7] = 2.0
-    order = train.epoch_order(1000, 5, 10, losses, generator)
+    order = train.draw_by_loss(losses, 1000, torch.Generator().manual_seed(0))
     assert len(order) == 1000 and 0 <= order.min() and order.max() < 1000
-    share = (order == 7).float().mean().item()
-    assert abs(share - train.HARD_EXAMPLE_SHARE) < 0.1
+    assert abs((order == 7).float().mean().item() - train.HARD_EXAMPLE_SHARE) < 0.1
     assert len(order.unique()) > 300
 
 
-def test_epoch_records_each_trained_images_loss(data_dir: str) -> None:
+def test_losses_all_zero_draw_evenly() -> None:
+    order = train.draw_by_loss(torch.zeros(1000), 1000, torch.Generator().manual_seed(0))
+    assert len(order.unique()) > 500
+
+
+def epoch_on_256_images(data_dir: str, losses: torch.Tensor, hard_from: int | None) -> None:
+    """Train a fresh full-resolution model for one epoch of 256 test images in batches of 64, recording losses."""
     images, labels = train.load_mnist(data_dir, train=False, device=torch.device("cpu"))
-    images, labels = images[:256], labels[:256]
     model = train.new_model(3, torch.device("cpu"))
-    schedules = train.make_scheduled_optimizers(model, 0.01, 0.05, 20)
-    take_step = train.make_step(model, schedules, None, 64)
+    take_step = train.make_step(model, train.make_scheduled_optimizers(model, 0.01, 0.05, 20), None, 64)
+    generator = torch.Generator().manual_seed(0)
+    train.train_epoch(
+        model, take_step, images[:256], labels[:256], 64, generator, "test", False, None, losses, hard_from
+    )
+
+
+def test_shuffled_epoch_records_every_images_loss(data_dir: str) -> None:
     losses = torch.full((256,), -1.0)
-    order = torch.arange(128, 256)
-    train.train_epoch(model, take_step, images, labels, 64, order, "test", False, None, losses)
-    assert (losses[:128] == -1).all()
-    assert (losses[128:] >= 0).all() and losses[128:].std() > 0
+    epoch_on_256_images(data_dir, losses, None)
+    assert (losses >= 0).all() and losses.std() > 0
+
+
+@pytest.mark.parametrize("hard_from", [0, 2])
+def test_hard_steps_draw_the_high_loss_images(data_dir: str, hard_from: int) -> None:
+    losses = torch.zeros(256)
+    losses[:10] = 100.0
+    epoch_on_256_images(data_dir, losses, hard_from)
+    assert (losses[:10] != 100.0).all()
+    never_drawn = (losses[10:] == 0).sum().item()
+    assert never_drawn > (100 if hard_from == 0 else 30)
 
 
 def test_run_records_which_first_layer_it_trained(trained: train.TrainResult) -> None:
     assert trained.metadata["config"]["full_resolution"] is False
-    assert trained.metadata["config"]["hard_examples"] is False
-
-
-def test_losses_all_zero_draw_evenly() -> None:
-    order = train.epoch_order(1000, 9, 10, torch.zeros(1000), torch.Generator().manual_seed(0))
-    assert len(order.unique()) > 500
 
 
 @pytest.mark.parametrize(("accuracy", "status"), [(99.0, 1), (99.5, 0), (99.9, 0)])
