@@ -22,6 +22,7 @@ from checkpoint import load_checkpoint
 from conftest import ROOT
 from data import MNIST_MEAN, MNIST_STD, load_mnist
 
+BFLOAT16_ACCURACY_TOLERANCE = 0.1  # points; a handful of the 10,000 test images may flip between precisions
 BLOCK_TORCH = """import sys
 
 
@@ -52,9 +53,11 @@ def test_export_prints_both_accuracies_and_the_difference(
     exported: tuple[Path, str], trained: train.TrainResult
 ) -> None:
     _, printed = exported
-    accuracy = trained.metadata["metrics"]["test_accuracy"]
-    assert re.search(rf"pytorch accuracy  {accuracy:.2f}%", printed)
-    assert re.search(r"onnx accuracy     \d+\.\d\d%", printed)
+    torch_accuracy = float(re.search(r"pytorch accuracy  (\d+\.\d\d)%", printed).group(1))
+    onnx_accuracy = float(re.search(r"onnx accuracy     (\d+\.\d\d)%", printed).group(1))
+    # The checkpoint's figure was scored under bfloat16 autocast where the CPU has it; export scores in float32.
+    assert abs(torch_accuracy - trained.metadata["metrics"]["test_accuracy"]) <= BFLOAT16_ACCURACY_TOLERANCE
+    assert round(abs(onnx_accuracy - torch_accuracy), 2) <= round(100 * (1 - export.MIN_AGREEMENT), 2)
     difference = float(re.search(r"largest logit difference  (\S+)", printed).group(1))
     assert difference <= export.MAX_LOGIT_DIFFERENCE
 
