@@ -6,67 +6,20 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
-from torch import nn
-from tqdm import tqdm
 
-from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, provenance
-from corruptions import SUITE, corrupted
-from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
-from device import DeviceError, add_device_option, autocast_dtype, pick_device
-from files import WriteError, check_writable_folder, strict_json, write_file
-from model import NUM_CLASSES
+from mnist_cnn.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, provenance
+from mnist_cnn.cli import add_views_option, wants_progress
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
+from mnist_cnn.device import DeviceError, add_device_option, autocast_dtype, pick_device
+from mnist_cnn.files import WriteError, check_writable_folder, strict_json, write_file
+from mnist_cnn.scoring import confusion_matrix, corruption_accuracies, per_class_accuracy, score
+from model import IMAGE_SIDE, NUM_CLASSES
 
-EVAL_BATCH_SIZE = 200  # images a forward pass; the model in eval mode reads five views of each
 CELL_PIXELS = 44
 MISCLASSIFIED_SCALE = 2
 MISCLASSIFIED_COLUMNS = 16
 MAX_MISCLASSIFIED = 128
-
-
-@torch.inference_mode()
-def score(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    amp_dtype: torch.dtype | None,
-    progress: bool,
-) -> tuple[float, float, torch.Tensor]:
-    """Return the mean loss, the accuracy in % and the predicted labels of model on images."""
-    model.eval()
-    loss_sum = torch.zeros((), device=images.device)
-    predictions = []
-    for start in tqdm(
-        range(0, len(images), EVAL_BATCH_SIZE),
-        desc="evaluate",
-        unit="batch",
-        disable=not progress,
-        leave=False,
-    ):
-        inputs, targets = (
-            images[start : start + EVAL_BATCH_SIZE],
-            labels[start : start + EVAL_BATCH_SIZE],
-        )
-        with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(inputs)
-        loss_sum += F.cross_entropy(logits.float(), targets, reduction="sum")
-        predictions.append(logits.argmax(1))
-    predicted = torch.cat(predictions)
-    accuracy = 100 * (predicted == labels).sum().item() / len(labels)
-    return loss_sum.item() / len(images), accuracy, predicted
-
-
-def corruption_accuracies(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, amp_dtype: torch.dtype | None
-) -> dict[str, float]:
-    """Return the accuracy in % of model on normalised images under each corruption of the suite."""
-    pixels = images.float() * MNIST_STD + MNIST_MEAN
-    accuracies = {}
-    for name in SUITE:
-        inputs = ((corrupted(pixels, name) - MNIST_MEAN) / MNIST_STD).contiguous(memory_format=torch.channels_last)
-        accuracies[name] = score(model, inputs, labels, amp_dtype, progress=False)[1]
-    return accuracies
 
 
 def format_corruptions(accuracies: dict[str, float]) -> str:
@@ -79,22 +32,12 @@ def format_corruptions(accuracies: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
-    """Return the 10x10 matrix of counts: rows are true digits, columns predicted digits."""
-    pairs = labels.cpu() * NUM_CLASSES + predicted.cpu()
-    return torch.bincount(pairs, minlength=NUM_CLASSES**2).view(NUM_CLASSES, NUM_CLASSES)
-
-
-def per_class_accuracy(matrix: torch.Tensor) -> list[float]:
-    """Return the accuracy in % for each digit from a confusion matrix."""
-    return (100 * matrix.diagonal() / matrix.sum(1)).tolist()
-
-
 def format_report(metrics: dict) -> str:
     """Return the printed report: accuracy, loss, per-class accuracy and the aligned confusion matrix."""
     lines = [
         f"checkpoint     {metrics['checkpoint']}",
-        f"test accuracy  {metrics['test_accuracy']:.2f}%  ({metrics['errors']} of {metrics['images']} wrong)",
+        f"test accuracy  {metrics['test_accuracy']:.2f}%  ({metrics['errors']} of {metrics['images']} wrong, "
+        f"{metrics['views']} view(s) of each image)",
         f"test loss      {metrics['test_loss']:.4f}",
         "",
         "per-class accuracy",
@@ -139,7 +82,7 @@ def draw_misclassified(images: torch.Tensor, labels: torch.Tensor, predicted: to
     """Return a grid of the misclassified images, each captioned '<true digit> as <predicted digit>'."""
     wrong = (labels != predicted).nonzero().flatten()[:MAX_MISCLASSIFIED].cpu()
     font = ImageFont.load_default()
-    tile = 28 * MISCLASSIFIED_SCALE
+    tile = IMAGE_SIDE * MISCLASSIFIED_SCALE
     caption = 14
     columns = max(1, min(MISCLASSIFIED_COLUMNS, len(wrong)))
     rows = max(1, -(-len(wrong) // columns))
@@ -171,42 +114,45 @@ def write_report(
 
 
 def evaluate_checkpoint(
-    path: Path, data_dir: str, device: torch.device, progress: bool, with_corruptions: bool = False
+    path: Path, data_dir: str, device: torch.device, views: int, progress: bool, with_corruptions: bool = False
 ) -> tuple[dict, tuple]:
     """Return the metrics of the checkpoint at path on the test set, and the (images, labels, predicted) behind them.
 
-    with_corruptions adds the accuracy under each corruption of the suite, their mean and the worst.
+    Each image is read through views views (1, or 5 with the test-time shifts). with_corruptions
+    adds the accuracy under each corruption of the suite, their mean and the worst.
     """
     model, _ = load_checkpoint(path, device)
     images, labels = load_mnist(data_dir, train=False, device=device)
-    loss, accuracy, predicted = score(model, images, labels, autocast_dtype(device), progress)
-    matrix = confusion_matrix(labels, predicted)
+    tested = score(model, images, labels, autocast_dtype(device), views, progress)
+    matrix = confusion_matrix(labels, tested.predicted)
     metrics = {
         "checkpoint": str(path),
+        "views": views,
         "images": len(labels),
-        "errors": int((labels != predicted).sum()),
-        "test_accuracy": accuracy,
-        "test_loss": loss,
+        "errors": int((labels != tested.predicted).sum()),
+        "test_accuracy": tested.accuracy,
+        "test_loss": tested.loss,
         "per_class_accuracy": per_class_accuracy(matrix),
         "confusion_matrix": matrix.tolist(),
         "torchvision": provenance()["versions"]["torchvision"],
     }
     if with_corruptions:
-        corruptions = corruption_accuracies(model, images, labels, autocast_dtype(device))
+        corruptions = corruption_accuracies(model, images, labels, autocast_dtype(device), views)
         metrics |= {
             "corruptions": corruptions,
             "corruption_mean": sum(corruptions.values()) / len(corruptions),
             "corruption_worst": min(corruptions.values()),
         }
-    return metrics, (images, labels, predicted)
+    return metrics, (images, labels, tested.predicted)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run evaluate.py with argv; return the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to evaluate (default: the newest in models/)")
     add_data_option(parser)
     add_device_option(parser)
+    add_views_option(parser)
     parser.add_argument(
         "--report", type=Path, help="write metrics.json, confusion_matrix.png and misclassified.png here"
     )
@@ -219,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.report:
             check_writable_folder(args.report)
         device = pick_device(args.device)
-        path = args.checkpoint or newest_checkpoint(Path("models"))
-        progress = not args.no_progress and sys.stderr.isatty()
-        metrics, tensors = evaluate_checkpoint(path, args.data_dir, device, progress, args.corruptions)
+        path = args.checkpoint or newest_checkpoint()
+        progress = wants_progress(args.no_progress)
+        metrics, tensors = evaluate_checkpoint(path, args.data_dir, device, args.views, progress, args.corruptions)
         print(format_report(metrics))
         if args.corruptions:
             print("\n" + format_corruptions(metrics["corruptions"]))

@@ -1,9 +1,10 @@
 """Export a checkpoint to one self-contained ONNX file and check it against PyTorch with onnxruntime.
 
-The file has a dynamic batch dimension, named input and output (images, logits) and metadata
-(test accuracy, normalisation, source checkpoint). After writing it, the export checks its own
-output: onnx's full checker, then onnxruntime against PyTorch on all 10,000 test images, both in
-float32. A failed check removes the file and exits with status 1.
+The file has a dynamic batch dimension, named input and output (images, logits) and metadata (test
+accuracy, normalisation, source checkpoint, and test_time_views: 5 when the graph averages the
+logits over the image and its four one-pixel shifts, 1 when it reads the image alone). After
+writing it, the export checks its own output: onnx's full checker, then onnxruntime against PyTorch
+on all 10,000 test images, both in float32. A failed check removes the file and exits with status 1.
 """
 
 import argparse
@@ -14,11 +15,14 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
+from torch import nn
 
-from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
-from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
-from files import WriteError, check_writable_folder, temporary_path
-from model import INPUT_SHAPE, MnistCNN
+from mnist_cnn.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
+from mnist_cnn.cli import add_views_option
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
+from mnist_cnn.files import WriteError, check_writable_folder, staged
+from mnist_cnn.inference import with_views
+from model import INPUT_SHAPE
 
 MIN_AGREEMENT = 0.9995
 MAX_LOGIT_DIFFERENCE = 1e-3
@@ -30,9 +34,11 @@ class ExportCheckError(Exception):
     """The exported file fails one of its checks."""
 
 
-def onnx_bytes(model: MnistCNN, metadata: dict) -> bytes:
-    """Return model exported by torch.onnx's dynamo exporter as one ONNX file, with a dynamic batch and metadata."""
-    model = model.float().to(memory_format=torch.contiguous_format).eval()
+def onnx_bytes(model: nn.Module, views: int, metadata: dict) -> bytes:
+    """Return model, reading views views of each image, exported by torch.onnx's dynamo exporter as one ONNX file
+    with a dynamic batch and metadata.
+    """
+    model = with_views(model.float().to(memory_format=torch.contiguous_format), views).eval()
     example = torch.zeros(2, *INPUT_SHAPE)
     program = torch.onnx.export(
         model,
@@ -49,20 +55,23 @@ def onnx_bytes(model: MnistCNN, metadata: dict) -> bytes:
         "mean": str(MNIST_MEAN),
         "std": str(MNIST_STD),
         "source_checkpoint": metadata["source_checkpoint"],
+        "test_time_views": str(views),
         "input": "images: float32 (batch, 1, 28, 28), pixels in [0, 1] normalised as (x - mean) / std",
     }
     onnx.helper.set_model_props(proto, properties)
     return proto.SerializeToString()
 
 
-def check_export(path: Path, model: MnistCNN, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Check the ONNX file at path; return the figures, or raise ExportCheckError naming the check that failed."""
+def check_export(path: Path, model: nn.Module, views: int, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Check the ONNX file at path against model reading views views; return the figures, or raise ExportCheckError
+    naming the check that failed.
+    """
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         raise ExportCheckError(f"onnx.checker rejects the file: {error}") from None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    model = model.float().to(memory_format=torch.contiguous_format).eval()
+    model = with_views(model.float().to(memory_format=torch.contiguous_format), views).eval()
     onnx_logits, torch_logits = [], []
     with torch.inference_mode():
         for start in range(0, len(images), CHECK_BATCH_SIZE):
@@ -90,23 +99,18 @@ def check_export(path: Path, model: MnistCNN, images: torch.Tensor, labels: torc
     return figures
 
 
-def export_checkpoint(checkpoint_path: Path, output: Path, data_dir: str) -> dict:
-    """Export checkpoint_path to output and check it; return the check's figures. A failed check leaves no file."""
+def export_checkpoint(checkpoint_path: Path, output: Path, views: int, data_dir: str) -> dict:
+    """Export checkpoint_path, reading views views, to output and check it; return the check's figures. A failed
+    check leaves no file.
+    """
     cpu = torch.device("cpu")
     model, metadata = load_checkpoint(checkpoint_path, cpu)
     check_writable_folder(output.parent)
     images, labels = load_mnist(data_dir, train=False, device=cpu)
-    data = onnx_bytes(model, {**metadata, "source_checkpoint": checkpoint_path.name})
-    unchecked = temporary_path(output)
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
+    data = onnx_bytes(model, views, {**metadata, "source_checkpoint": checkpoint_path.name})
+    with staged(output) as unchecked:
         unchecked.write_bytes(data)
-        figures = check_export(unchecked, model, images, labels)
-        unchecked.replace(output)
-    except OSError as error:
-        raise WriteError(f"cannot write {output}: {error.strerror or error}") from None
-    finally:
-        unchecked.unlink(missing_ok=True)
+        figures = check_export(unchecked, model, views, images, labels)
     return figures | {"bytes": len(data)}
 
 
@@ -116,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to export (default: the newest in models/)")
     parser.add_argument("--output", type=Path, help="the .onnx file to write (default: beside the checkpoint)")
     add_data_option(parser)
+    add_views_option(parser)
     args = parser.parse_args(argv)
     try:
-        checkpoint_path = args.checkpoint or newest_checkpoint(Path("models"))
+        checkpoint_path = args.checkpoint or newest_checkpoint()
         output = args.output or checkpoint_path.with_suffix(".onnx")
-        figures = export_checkpoint(checkpoint_path, output, args.data_dir)
+        figures = export_checkpoint(checkpoint_path, output, args.views, args.data_dir)
     except (CheckpointError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     except WriteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"onnx file         {output} ({figures['bytes']:,} bytes)")
+    print(f"onnx file         {output} ({figures['bytes']:,} bytes, {args.views} view(s) of each image)")
     print(f"pytorch accuracy  {figures['torch_accuracy']:.2f}%  ({figures['images']:,} test images, float32)")
     print(f"onnx accuracy     {figures['onnx_accuracy']:.2f}%  (onnxruntime, CPU)")
     print(f"same prediction   {100 * figures['agreement']:.2f}% of the images")

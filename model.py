@@ -1,21 +1,18 @@
 """MnistCNN: a small convolutional network for 28x28 MNIST digits, under 25,000 parameters."""
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-INPUT_SHAPE = (1, 28, 28)
+IMAGE_SIDE = 28
+INPUT_SHAPE = (1, IMAGE_SIDE, IMAGE_SIDE)
 NUM_CLASSES = 10
 PARAMETER_BUDGET = 25_000
-TEST_TIME_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
-def shifted_views(images: torch.Tensor, shifts: tuple[tuple[int, int], ...] = TEST_TIME_SHIFTS) -> torch.Tensor:
-    """Return the images moved by each (rows, columns) shift of at most one pixel, edges repeated, as one batch."""
-    padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
-    height, width = images.shape[-2:]
-    views = [padded[:, :, 1 - down : 1 - down + height, 1 - right : 1 - right + width] for down, right in shifts]
-    return torch.cat(views).contiguous(memory_format=torch.channels_last)
+def check_input_shape(images: torch.Tensor) -> None:
+    """Raise ValueError unless images is a batch of shape (N, 1, 28, 28) with N >= 1."""
+    if images.dim() != 4 or tuple(images.shape[1:]) != INPUT_SHAPE or images.shape[0] < 1:
+        raise ValueError(f"MnistCNN expects input of shape (N, 1, 28, 28) with N >= 1, got {tuple(images.shape)}")
 
 
 def conv_pool_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -50,8 +47,7 @@ class MnistCNN(nn.Module):
 
     The first layer is a 5x5 convolution with stride 2, or with full_resolution a 3x3 convolution
     at 28x28, max-pooled, with batch norm: more work per image, which runs of several epochs can
-    afford. In eval mode the logits are the mean over the image and its four one-pixel shifts
-    (test-time augmentation); in training mode they are those of the image alone.
+    afford (mnist_cnn/recipe.py says which run gets which).
     """
 
     def __init__(self, full_resolution: bool = False) -> None:
@@ -70,16 +66,8 @@ class MnistCNN(nn.Module):
         self.classifier = nn.Linear(48 * 3 * 3, NUM_CLASSES)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Return the logits for a batch of images; raise ValueError for any other input shape."""
-        if images.dim() != 4 or tuple(images.shape[1:]) != INPUT_SHAPE or images.shape[0] < 1:
-            raise ValueError(f"MnistCNN expects input of shape (N, 1, 28, 28) with N >= 1, got {tuple(images.shape)}")
-        if self.training:
-            return self.single_view_logits(images)
-        views = self.single_view_logits(shifted_views(images))
-        return views.unflatten(0, (len(TEST_TIME_SHIFTS), -1)).mean(0)
-
-    def single_view_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Return the logits of each image alone, without test-time augmentation."""
+        """Return the logits of each image; raise ValueError for any other input shape."""
+        check_input_shape(images)
         return self.classifier(self.features(images).flatten(1))
 
 

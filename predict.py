@@ -1,6 +1,6 @@
 """Classify image files of handwritten digits with a trained checkpoint.
 
-Each image is prepared the way MNIST was (prepare.py): ink found against the paper's local
+Each image is prepared the way MNIST was (mnist_cnn/digit_image.py): ink found against the paper's local
 brightness, cropped to the digit, strokes brought to MNIST's thickness, fitted into a 20x20 box and
 centred by its centre of mass in a 28x28 field.
 """
@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 
-from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
-from device import DeviceError, add_device_option, pick_device
+from mnist_cnn.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
+from mnist_cnn.cli import add_views_option, positive_int
+from mnist_cnn.device import DeviceError, add_device_option, pick_device
+from mnist_cnn.digit_image import ImageError, prepare_file
+from mnist_cnn.inference import digit_probabilities, with_views
 from model import NUM_CLASSES
-from options import positive_int
-from prepare import ImageError, prepare_file
 
 
 def read_image(path: Path) -> torch.Tensor:
@@ -46,24 +47,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per file")
     add_device_option(parser)
+    add_views_option(parser)
     args = parser.parse_args(argv)
     top = min(args.top, NUM_CLASSES)
     try:
         device = pick_device(args.device)
-        model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(Path("models")), device)
+        model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(), device)
     except (CheckpointError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    classifier = with_views(model, args.views)
     failed = False
     for path in args.images:
         try:
-            inputs = read_image(path).unsqueeze(0).to(device).contiguous(memory_format=torch.channels_last)
+            image = read_image(path)
         except ImageError as error:
             print(f"error: {path}: {error}", file=sys.stderr)
             failed = True
             continue
-        with torch.inference_mode():
-            probabilities = model(inputs).float().softmax(1)[0]
+        probabilities = digit_probabilities(classifier, image.unsqueeze(0).to(device))[0]
         values, digits = probabilities.topk(top)
         ranked = [
             {"digit": d, "probability": round(p, 6)} for d, p in zip(digits.tolist(), values.tolist(), strict=True)

@@ -1,7 +1,7 @@
 """Serve a local page that recognises a digit drawn with a mouse, a finger or a pen: python serve.py.
 
-GET / serves draw.html; POST /predict takes a PNG and answers {"digit": d, "probabilities": [10 numbers]},
-preparing the image with prepare.py exactly as predict.py does.
+GET / serves web/draw.html; POST /predict takes a PNG and answers {"digit": d, "probabilities": [10 numbers]},
+preparing the image with mnist_cnn/digit_image.py exactly as predict.py does.
 """
 
 import argparse
@@ -14,25 +14,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
-from model import MnistCNN
-from prepare import ImageError, prepare_file
+from mnist_cnn.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
+from mnist_cnn.cli import add_views_option
+from mnist_cnn.digit_image import ImageError, prepare_file
+from mnist_cnn.inference import digit_probabilities, with_views
 
-PAGE = Path(__file__).with_name("draw.html")
+PAGE = Path(__file__).parent / "web" / "draw.html"
 MAX_BODY_BYTES = 1_000_000
 PREDICT_PATH = "/predict"
 
 
-def classify(model: MnistCNN, body: bytes) -> dict:
+def classify(model: nn.Module, body: bytes) -> dict:
     """Return the digit and the ten probabilities of the image file in body; raise ImageError when it holds none."""
-    inputs = prepare_file(io.BytesIO(body)).unsqueeze(0).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        probabilities = model(inputs).float().softmax(1)[0]
+    probabilities = digit_probabilities(model, prepare_file(io.BytesIO(body)).unsqueeze(0))[0]
     return {"digit": int(probabilities.argmax()), "probabilities": [round(p, 6) for p in probabilities.tolist()]}
 
 
-def make_handler(model: MnistCNN, page: bytes, log_requests: bool) -> type[BaseHTTPRequestHandler]:
+def make_handler(model: nn.Module, page: bytes, log_requests: bool) -> type[BaseHTTPRequestHandler]:
     """Return a request handler class that serves page at / and classifies PNGs posted to /predict with model."""
 
     class DigitHandler(BaseHTTPRequestHandler):
@@ -107,7 +107,7 @@ def make_handler(model: MnistCNN, page: bytes, log_requests: bool) -> type[BaseH
     return DigitHandler
 
 
-def make_server(model: MnistCNN, host: str, port: int, log_requests: bool = True) -> ThreadingHTTPServer:
+def make_server(model: nn.Module, host: str, port: int, log_requests: bool = True) -> ThreadingHTTPServer:
     """Return a threading HTTP server bound to host:port (0 picks a free port) that serves the page and model.
 
     Each request is logged as one line on stderr unless log_requests is false.
@@ -128,10 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to serve (default: the newest in models/)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    add_views_option(parser)
     args = parser.parse_args(argv)
     try:
-        model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(Path("models")), torch.device("cpu"))
-        server = make_server(model, args.host, args.port)
+        model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(), torch.device("cpu"))
+        server = make_server(with_views(model, args.views), args.host, args.port)
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

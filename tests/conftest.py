@@ -7,26 +7,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
 import train
-from data import MNIST_FILES, default_data_dir
-from model import MnistCNN
-from optim import step_optimizers
+from mnist_cnn.data import MNIST_FILES, default_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_script(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run one of the project's scripts in a subprocess and return what it did."""
+    """Run one of the project's scripts (train.py) or tools (tools.gate) in a subprocess from the repository root."""
+    command = [str(ROOT / script)] if script.endswith(".py") else ["-m", script]
     return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
+        [sys.executable, *command, *args],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
         env=env,
+        cwd=ROOT,
     )
 
 
@@ -35,15 +33,6 @@ def offline_env() -> dict[str, str]:
     unreachable = "http://127.0.0.1:9"
     proxies = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
     return os.environ | dict.fromkeys(proxies, unreachable)
-
-
-def recipe_step(model: MnistCNN, schedules: list, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Take one training step of the recipe on images; return the loss before it."""
-    loss = nn.functional.cross_entropy(model(images), labels)
-    model.zero_grad(set_to_none=True)
-    loss.backward()
-    step_optimizers(schedules)
-    return loss.item()
 
 
 def copy_with(raw: Path, name: str, change: Callable[[bytes], bytes]) -> None:
@@ -80,6 +69,8 @@ def data_dir() -> str:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: str) -> train.TrainResult:
-    """Train the default configuration for one epoch, once per session, into a temporary folder."""
-    out_dir = tmp_path_factory.mktemp("models")
-    return train.run_training(train.parse_args(["--data-dir", data_dir, "--out-dir", str(out_dir), "--no-progress"]))
+    """Train the default recipe for one epoch, once per session, into a temporary folder."""
+    args = train.parse_args(
+        ["--data-dir", data_dir, "--out-dir", str(tmp_path_factory.mktemp("models")), "--no-progress"]
+    )
+    return train.run_training(train.recipe_from_args(args), args)

@@ -1,4 +1,4 @@
-"""bench.py --quick: the table's shape and that every figure is a finite number."""
+"""tools/bench.py --quick: the table's shape and that every figure is a finite number."""
 
 import json
 import math
@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-import bench
 from conftest import BAD_LABELS_MESSAGE, run_script
+from tools import bench
 
 ROWS = [
     "Parameters",
-    "Test accuracy, mean ± std over 2 seeds",
+    "Test accuracy with 5 views, mean ± std over 2 seeds",
+    "Test accuracy with one view, mean (min / max)",
     "Test accuracy, min / max",
     "Corruption suite (14 corruptions), mean accuracy",
     "Worst corruption, mean over seeds",
@@ -26,9 +27,10 @@ ROWS = [
 ]
 
 
+@pytest.mark.slow
 def test_quick_benchmark_prints_a_full_table(data_dir: str, tmp_path: Path) -> None:
     figures_path = tmp_path / "bench.json"
-    result = run_script("bench.py", "--quick", "--data-dir", data_dir, "--json", str(figures_path))
+    result = run_script("tools.bench", "--quick", "--data-dir", data_dir, "--json", str(figures_path))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[:2] == ["| Measure | Value |", "| --- | --- |"]
@@ -59,6 +61,10 @@ def test_json_figures_are_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         "test_images": 10,
         "parameters": 1,
         "test_accuracies": [nan],
+        "views": 5,
+        **dict.fromkeys(
+            ["test_accuracy_one_view_mean", "test_accuracy_one_view_min", "test_accuracy_one_view_max"], nan
+        ),
         "epochs": 1,
         "corruption_accuracies": {"fog": nan},
         "corruption_mean": nan,

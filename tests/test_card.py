@@ -1,11 +1,11 @@
-"""card.py: every checkpoint gets a model card whose front matter and sections come from the run's own figures."""
+"""mnist_cnn/card.py: every checkpoint gets a model card whose front matter and sections hold the run's figures."""
 
 import json
 
 import yaml
 
 import train
-from card import CARD_SECTIONS, layer_rows
+from mnist_cnn.card import CARD_SECTIONS, layer_rows
 from model import MnistCNN, count_parameters
 
 
@@ -35,8 +35,10 @@ def test_body_has_every_section_with_the_runs_figures(trained: train.TrainResult
     assert positions == sorted(positions)
     metrics, name = trained.metadata["metrics"], trained.checkpoint_path.stem
     assert f"test accuracy **{metrics['test_accuracy']:.2f}%**" in body
+    assert f"{metrics['test_accuracy_one_view']:.2f}% and {metrics['test_loss_one_view']:.4f} with" in body
     assert f"{trained.metadata['num_parameters']:,} parameters" in body
     assert f"`{name}.pt`" in body and f"`{name}.onnx`" in body and "weights_only=True" in body
+    assert "MnistCNN(full_resolution=False)" in body
     for digit, accuracy in enumerate(metrics["per_class_accuracy"]):
         assert f"| {digit} | {accuracy:.2f}% |" in body
     assert trained.metadata["versions"]["torch"] in body

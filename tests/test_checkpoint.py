@@ -1,8 +1,9 @@
-"""checkpoint.py: saving never overwrites or leaves half a file, the newest is found, unsafe files are refused."""
+"""mnist_cnn/checkpoint.py: saving never overwrites or half-writes, loading builds the recorded model or refuses."""
 
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, provenance, save_checkpoint
 from conftest import ROOT
-from files import WriteError
+from mnist_cnn.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, provenance, save_checkpoint
+from mnist_cnn.files import WriteError
 from model import MnistCNN
 
 
@@ -31,6 +32,7 @@ BAD_CHECKPOINTS = {
     "truncated": "is not a readable torch checkpoint",
     "foreign": "weights of another architecture",
     "no_state": "has no model_state_dict",
+    "no_architecture": "does not record its architecture",
     "unsafe": "refused to load",
     "folder": "is a folder",
 }
@@ -40,8 +42,10 @@ def write_bad_checkpoints(folder: Path, good: Path) -> dict[str, Path]:
     """Write into folder one checkpoint of each kind that must be refused; return them by case."""
     data = good.read_bytes()
     (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
-    torch.save({"model_state_dict": {"features.0.weight": torch.zeros(8, 1, 3, 3)}}, folder / "foreign.pt")
+    foreign = {"features.0.weight": torch.zeros(8, 1, 3, 3)}
+    torch.save({"model_state_dict": foreign, "architecture": {"full_resolution": False}}, folder / "foreign.pt")
     torch.save({"weights": torch.zeros(3)}, folder / "no_state.pt")
+    torch.save({"model_state_dict": MnistCNN().state_dict()}, folder / "no_architecture.pt")
     torch.save({"model_state_dict": RunsCode(folder / "executed")}, folder / "unsafe.pt")
     (folder / "folder.pt").mkdir()
     return {case: folder / f"{case}.pt" for case in BAD_CHECKPOINTS}
@@ -52,25 +56,56 @@ def bad_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     """Checkpoints that must be refused, by case, made from a freshly initialised model's checkpoint."""
     folder = tmp_path_factory.mktemp("bad")
     good = folder / "good.pt"
-    torch.save({"model_state_dict": MnistCNN().state_dict()}, good)
+    torch.save({"model_state_dict": MnistCNN().state_dict(), "architecture": {"full_resolution": False}}, good)
     return write_bad_checkpoints(folder, good)
 
 
 def test_loads_a_good_checkpoint(bad_checkpoints: dict[str, Path]) -> None:
     model, metadata = load_checkpoint(bad_checkpoints["missing"].parent / "good.pt", torch.device("cpu"))
     assert isinstance(model, MnistCNN) and not model.training
-    assert metadata == {}
+    assert metadata == {"architecture": {"full_resolution": False}}
 
 
+def saved_model(folder: Path, full_resolution: bool, older_format: bool) -> tuple[Path, MnistCNN]:
+    """Save a fresh model the way this code does (architecture) or the way it did before (config); return both."""
+    model = MnistCNN(full_resolution).eval()
+    recorded = {"full_resolution": full_resolution}
+    where = {"config": {"seed": 0, **recorded}} if older_format else {"architecture": recorded}
+    path = folder / f"model-{full_resolution}-{older_format}.pt"
+    torch.save({"model_state_dict": model.state_dict(), **where}, path)
+    return path, model
+
+
+@pytest.mark.parametrize("older_format", [False, True], ids=["this-format", "before-the-recipe"])
 @pytest.mark.parametrize("full_resolution", [False, True])
-def test_the_weights_say_which_first_layer_the_model_has(full_resolution: bool, tmp_path: Path) -> None:
-    saved = MnistCNN(full_resolution).eval()
-    torch.save({"model_state_dict": saved.state_dict()}, tmp_path / "model.pt")
-    model, _ = load_checkpoint(tmp_path / "model.pt", torch.device("cpu"))
+def test_loading_builds_the_recorded_architecture(full_resolution: bool, older_format: bool, tmp_path: Path) -> None:
+    path, saved = saved_model(tmp_path, full_resolution, older_format)
+    model, _ = load_checkpoint(path, torch.device("cpu"))
     assert model.full_resolution == full_resolution
     images = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(model(images), saved(images))
+
+
+def readme_loading_snippet() -> str:
+    """Return the README's Python block that loads a checkpoint."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    return next(block for block in blocks if "load_checkpoint" in block)
+
+
+@pytest.mark.parametrize("full_resolution", [False, True])
+def test_readme_loading_snippet_loads_either_architecture(full_resolution: bool, tmp_path: Path) -> None:
+    path, saved = saved_model(tmp_path, full_resolution, older_format=False)
+    snippet = readme_loading_snippet()
+    quoted = re.search(r'"(models/mnist_cnn_[^"]+\.pt)"', snippet).group(1)
+    images = torch.zeros(3, 1, 28, 28)
+    check = "images = torch.zeros(3, 1, 28, 28)\nprint(model(images).argmax(1).tolist())\n"
+    code = snippet.replace(quoted, str(path)) + check
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with torch.no_grad():
+        expected = saved(images).argmax(1).tolist()
+    assert result.stdout.strip().splitlines()[-1] == str(expected)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CHECKPOINTS))
@@ -134,7 +169,7 @@ def test_file_size_limit_fails_cleanly(tmp_path: Path) -> None:
     earlier = save_checkpoint(tmp_path, "20260101-000000", {"n": 0}, {"n": 0})
     before = sorted(path.name for path in tmp_path.iterdir())
     code = (
-        "import sys, torch; from checkpoint import save_checkpoint; from files import WriteError\n"
+        "import sys, torch; from mnist_cnn.checkpoint import save_checkpoint; from mnist_cnn.files import WriteError\n"
         "try:\n"
         f"    save_checkpoint(__import__('pathlib').Path({str(tmp_path)!r}), '20260101-000000',"
         " {'weights': torch.zeros(100_000)}, {})\n"

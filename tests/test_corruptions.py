@@ -1,9 +1,9 @@
-"""corruptions.py: each corruption of the suite does what its name says, the same way every time."""
+"""mnist_cnn/corruptions.py: each corruption of the suite does what its name says, the same way every time."""
 
 import pytest
 import torch
 
-import corruptions
+from mnist_cnn import corruptions
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""data.py: MNIST loaded as normalised channels-last tensors, the data folder option, missing data."""
+"""mnist_cnn/data.py: MNIST loaded as normalised channels-last tensors, the data folder option, missing data."""
 
 import argparse
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import data
 from conftest import copy_with, set_byte
+from mnist_cnn import data
 
 
 def test_default_data_dir_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

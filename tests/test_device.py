@@ -1,4 +1,4 @@
-"""device.py: device choice, the autocast type and the allocator setting."""
+"""mnist_cnn/device.py: device choice, the autocast type and the allocator setting."""
 
 import argparse
 import resource
@@ -7,10 +7,11 @@ import sys
 import pytest
 import torch
 
-import device
-from conftest import recipe_step
+from mnist_cnn import device
+from mnist_cnn.optim import make_scheduled_optimizers
+from mnist_cnn.recipe import Recipe
+from mnist_cnn.step import make_step
 from model import MnistCNN
-from optim import make_scheduled_optimizers
 
 
 def test_device_option_offers_the_known_devices() -> None:
@@ -41,12 +42,13 @@ def test_kept_memory_is_reused_with_few_page_faults() -> None:
     # Measured on the 2-core VM over these ten steps: 9,000 to 20,000 page faults without it, under 200 with it.
     device.keep_freed_memory()
     model = MnistCNN().to(memory_format=torch.channels_last)
-    schedules = make_scheduled_optimizers(model, lr=0.03, muon_lr=0.1, total_steps=20)
+    recipe = Recipe(batch_size=128)
+    take_step = make_step(model, make_scheduled_optimizers(model, recipe, total_steps=20), recipe, None)
     images = torch.randn(128, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     labels = torch.arange(128) % 10
     faults = []
     for _ in range(15):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        recipe_step(model, schedules, images, labels)
+        take_step(images, labels)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     assert sum(faults[5:]) < 1000, faults

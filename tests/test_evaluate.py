@@ -1,4 +1,4 @@
-"""evaluate.py: scoring, the report and its pictures, and bad checkpoints as a user meets them."""
+"""evaluate.py: the report and its pictures with one view or five, and bad checkpoints as a user meets them."""
 
 import json
 import re
@@ -10,12 +10,8 @@ from PIL import Image
 
 import evaluate
 import train
-from checkpoint import load_checkpoint
 from conftest import BAD_LABELS_MESSAGE, run_script
-from corruptions import SUITE
-from data import load_mnist
-from device import autocast_dtype
-from model import MnistCNN
+from mnist_cnn.corruptions import SUITE
 from test_checkpoint import BAD_CHECKPOINTS, write_bad_checkpoints
 
 
@@ -25,21 +21,7 @@ def bad_checkpoints(trained: train.TrainResult, tmp_path_factory: pytest.TempPat
     return write_bad_checkpoints(tmp_path_factory.mktemp("bad"), trained.checkpoint_path)
 
 
-def test_score_counts_a_constant_model_right() -> None:
-    model = MnistCNN()
-    images, labels = torch.randn(25, 1, 28, 28), torch.arange(25) % 10
-    _, accuracy, predicted = evaluate.score(model, images, labels, None, progress=False)
-    assert predicted.shape == (25,)
-    assert accuracy == pytest.approx(100 * (predicted == labels).float().mean().item())
-
-
-def test_checkpoint_reproduces_stored_test_accuracy(trained: train.TrainResult, data_dir: str) -> None:
-    model, metadata = load_checkpoint(trained.checkpoint_path, torch.device("cpu"))
-    images, labels = load_mnist(data_dir, train=False, device=torch.device("cpu"))
-    _, accuracy, _ = evaluate.score(model, images, labels, autocast_dtype(torch.device("cpu")), progress=False)
-    assert accuracy == pytest.approx(metadata["metrics"]["test_accuracy"], abs=1e-9)
-
-
+@pytest.mark.slow
 def test_evaluate_matches_the_checkpoint_and_writes_the_report(
     trained: train.TrainResult, data_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -48,7 +30,7 @@ def test_evaluate_matches_the_checkpoint_and_writes_the_report(
     assert evaluate.main([*args, "--corruptions"]) == 0
     printed = capsys.readouterr().out
     stored = trained.metadata["metrics"]["test_accuracy"]
-    assert f"test accuracy  {stored:.2f}%" in printed
+    assert f"test accuracy  {stored:.2f}%" in printed and "5 view(s) of each image" in printed
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["test_accuracy"] == pytest.approx(stored, abs=1e-9)
     matrix = torch.tensor(metrics["confusion_matrix"])
@@ -69,11 +51,26 @@ def test_evaluate_matches_the_checkpoint_and_writes_the_report(
         assert re.search(rf"{re.escape(name)}\s+{accuracy:.2f}%", printed), name
 
 
-def test_confusion_matrix_counts_pairs() -> None:
-    labels, predicted = torch.tensor([0, 0, 1, 9]), torch.tensor([0, 1, 1, 9])
-    matrix = evaluate.confusion_matrix(labels, predicted)
-    assert matrix.shape == (10, 10) and matrix.sum() == 4
-    assert matrix[0, 0] == 1 and matrix[0, 1] == 1 and matrix[1, 1] == 1 and matrix[9, 9] == 1
+def test_one_view_gives_the_stored_single_view_figures(
+    trained: train.TrainResult, data_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    report = tmp_path / "report"
+    args = [
+        "--checkpoint",
+        str(trained.checkpoint_path),
+        "--data-dir",
+        data_dir,
+        "--views",
+        "1",
+        "--report",
+        str(report),
+    ]
+    assert evaluate.main(args) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["views"] == 1
+    assert metrics["test_accuracy"] == pytest.approx(trained.metadata["metrics"]["test_accuracy_one_view"], abs=1e-9)
+    assert metrics["test_loss"] == pytest.approx(trained.metadata["metrics"]["test_loss_one_view"], rel=1e-6)
+    assert "1 view(s) of each image" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CHECKPOINTS))

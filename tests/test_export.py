@@ -18,9 +18,10 @@ from PIL import Image
 
 import export
 import train
-from checkpoint import load_checkpoint
 from conftest import ROOT
-from data import MNIST_MEAN, MNIST_STD, load_mnist
+from mnist_cnn.checkpoint import load_checkpoint
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD, load_mnist
+from mnist_cnn.inference import with_views
 
 BFLOAT16_ACCURACY_TOLERANCE = 0.1  # points; a handful of the 10,000 test images may flip between precisions
 BLOCK_TORCH = """import sys
@@ -36,34 +37,41 @@ sys.meta_path.insert(0, BlockTorch())
 """
 
 
-@pytest.fixture(scope="module")
-def exported(trained: train.TrainResult, data_dir: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The session's checkpoint exported by export.py's command line, and what it printed."""
+@pytest.fixture(scope="module", params=[5, 1], ids=["five-views", "one-view"])
+def exported(
+    request: pytest.FixtureRequest, trained: train.TrainResult, data_dir: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str, int]:
+    """The session's checkpoint exported by export.py's command line with 5 views or 1, what it printed, the views."""
+    views = request.param
     output = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    args = ["--checkpoint", str(trained.checkpoint_path), "--output", str(output), "--data-dir", data_dir]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        status = export.main(
-            ["--checkpoint", str(trained.checkpoint_path), "--output", str(output), "--data-dir", data_dir]
-        )
+        status = export.main([*args, "--views", str(views)])
     assert status == 0
-    return output, printed.getvalue()
+    return output, printed.getvalue(), views
 
 
+@pytest.mark.slow
 def test_export_prints_both_accuracies_and_the_difference(
-    exported: tuple[Path, str], trained: train.TrainResult
+    exported: tuple[Path, str, int], trained: train.TrainResult
 ) -> None:
-    _, printed = exported
+    _, printed, views = exported
     torch_accuracy = float(re.search(r"pytorch accuracy  (\d+\.\d\d)%", printed).group(1))
     onnx_accuracy = float(re.search(r"onnx accuracy     (\d+\.\d\d)%", printed).group(1))
-    # The checkpoint's figure was scored under bfloat16 autocast where the CPU has it; export scores in float32.
-    assert abs(torch_accuracy - trained.metadata["metrics"]["test_accuracy"]) <= BFLOAT16_ACCURACY_TOLERANCE
+    # The checkpoint's figures were scored under bfloat16 autocast where the CPU has it; export scores in float32.
+    stored = trained.metadata["metrics"]["test_accuracy" if views == 5 else "test_accuracy_one_view"]
+    assert abs(torch_accuracy - stored) <= BFLOAT16_ACCURACY_TOLERANCE
     assert round(abs(onnx_accuracy - torch_accuracy), 2) <= round(100 * (1 - export.MIN_AGREEMENT), 2)
     difference = float(re.search(r"largest logit difference  (\S+)", printed).group(1))
     assert difference <= export.MAX_LOGIT_DIFFERENCE
 
 
-def test_file_is_self_contained_with_names_and_metadata(exported: tuple[Path, str], trained: train.TrainResult) -> None:
-    path, _ = exported
+@pytest.mark.slow
+def test_file_is_self_contained_with_names_and_metadata(
+    exported: tuple[Path, str, int], trained: train.TrainResult
+) -> None:
+    path, _, views = exported
     assert [p.name for p in path.parent.iterdir()] == ["model.onnx"]
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
@@ -74,26 +82,29 @@ def test_file_is_self_contained_with_names_and_metadata(exported: tuple[Path, st
     assert float(properties["test_accuracy"]) == trained.metadata["metrics"]["test_accuracy"]
     assert float(properties["mean"]) == MNIST_MEAN and float(properties["std"]) == MNIST_STD
     assert properties["source_checkpoint"] == trained.checkpoint_path.name
+    assert properties["test_time_views"] == str(views)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 3, 64])
 def test_onnxruntime_matches_pytorch_at_any_batch_size(
-    exported: tuple[Path, str], trained: train.TrainResult, data_dir: str, batch: int
+    exported: tuple[Path, str, int], trained: train.TrainResult, data_dir: str, batch: int
 ) -> None:
-    path, _ = exported
+    path, _, views = exported
     images, _ = load_mnist(data_dir, train=False, device=torch.device("cpu"))
     model, _ = load_checkpoint(trained.checkpoint_path, torch.device("cpu"))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = images[:batch].contiguous().numpy()
     logits = session.run(["logits"], {"images": inputs})[0]
     with torch.inference_mode():
-        expected = model.float()(images[:batch].contiguous()).numpy()
+        expected = with_views(model.float(), views)(images[:batch].contiguous()).numpy()
     assert logits.shape == (batch, 10)
     assert np.abs(logits - expected).max() <= export.MAX_LOGIT_DIFFERENCE
 
 
+@pytest.mark.slow
 def test_failed_check_leaves_no_file(
-    exported: tuple[Path, str],
+    exported: tuple[Path, str, int],
     trained: train.TrainResult,
     data_dir: str,
     tmp_path: Path,
@@ -101,7 +112,7 @@ def test_failed_check_leaves_no_file(
     capsys: pytest.CaptureFixture,
 ) -> None:
     onnx_file = exported[0].read_bytes()
-    monkeypatch.setattr(export, "onnx_bytes", lambda model, metadata: onnx_file)
+    monkeypatch.setattr(export, "onnx_bytes", lambda model, views, metadata: onnx_file)
     monkeypatch.setattr(export, "MAX_LOGIT_DIFFERENCE", -1.0)
     output = tmp_path / "model.onnx"
     args = ["--checkpoint", str(trained.checkpoint_path), "--output", str(output), "--data-dir", data_dir]
@@ -129,10 +140,11 @@ def readme_onnx_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
+@pytest.mark.slow
 def test_readme_example_runs_where_torch_cannot_be_imported(
-    exported: tuple[Path, str], data_dir: str, tmp_path: Path
+    exported: tuple[Path, str, int], data_dir: str, tmp_path: Path
 ) -> None:
-    path, _ = exported
+    path, _, _ = exported
     images, labels = load_mnist(data_dir, train=False, device=torch.device("cpu"))
     pixels = ((images[7, 0] * MNIST_STD + MNIST_MEAN) * 255).round().clamp(0, 255).byte().numpy()
     Image.fromarray(pixels).save(tmp_path / "digit.png")

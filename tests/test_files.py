@@ -1,4 +1,4 @@
-"""files.py: strict JSON, the folder check before the work, and files written whole or not at all."""
+"""mnist_cnn/files.py: strict JSON, the folder check before the work, and files written whole or not at all."""
 
 import errno
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from files import WriteError, check_writable_folder, strict_json, write_file
+from mnist_cnn.files import WriteError, check_writable_folder, strict_json, write_file
 
 
 def test_strict_json_turns_non_finite_numbers_into_null() -> None:

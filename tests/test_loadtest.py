@@ -1,11 +1,11 @@
-"""loadtest.py: a short load on a real local server is all answered 200, with consistent latency figures."""
+"""tools/loadtest.py: a short load on a real local server is all answered 200, with consistent latency figures."""
 
 import torch
 
-import loadtest
 import serve
 import train
-from checkpoint import load_checkpoint
+from mnist_cnn.checkpoint import load_checkpoint
+from tools import loadtest
 
 
 def test_short_load_is_all_answered(trained: train.TrainResult) -> None:

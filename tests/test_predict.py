@@ -13,7 +13,7 @@ import handwriting
 import predict
 import train
 from conftest import run_script
-from data import MNIST_MEAN, MNIST_STD, load_mnist
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD, load_mnist
 from test_checkpoint import BAD_CHECKPOINTS, write_bad_checkpoints
 
 DIGITS = 20

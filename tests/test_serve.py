@@ -19,9 +19,10 @@ from PIL import Image
 
 import serve
 import train
-from checkpoint import load_checkpoint
 from conftest import ROOT
-from data import MNIST_MEAN, MNIST_STD, load_mnist
+from mnist_cnn.checkpoint import load_checkpoint
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD, load_mnist
+from mnist_cnn.inference import with_views
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -38,7 +39,7 @@ CHROMIUM_CANDIDATES = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/b
 def address(trained: train.TrainResult) -> Iterator[tuple[str, int]]:
     """A real server on a free port of this machine, serving the session's checkpoint, stopped afterwards."""
     model, _ = load_checkpoint(trained.checkpoint_path, torch.device("cpu"))
-    server = serve.make_server(model, "127.0.0.1", 0)
+    server = serve.make_server(with_views(model, 5), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[:2]
@@ -183,6 +184,7 @@ DIGIT_STROKES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(chromium() is None, reason="no Chromium or Chrome found (apt-get install chromium)")
 def test_drawing_in_a_real_browser(address: tuple[str, int], tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from data import MNIST_MEAN, MNIST_STD
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD
+from model import IMAGE_SIDE
 
-FIELD = 28
+FIELD = IMAGE_SIDE
 BOX = 20
 MAX_PIXELS = 40_000_000
 WORKING_SIDE = 512

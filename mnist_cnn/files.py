@@ -3,6 +3,8 @@
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -41,14 +43,25 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def write_file(path: Path, data: bytes | str) -> None:
-    """Write data to path whole or not at all: a failure leaves no temporary file and path as it was."""
+@contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside path to write to; rename it to path when the block ends without an exception.
+
+    Whatever happens no temporary file remains, and path changes only when the block succeeds. An
+    OSError becomes a WriteError that names path.
+    """
     temporary = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_bytes(data.encode() if isinstance(data, str) else data)
+        yield temporary
         os.replace(temporary, path)
     except OSError as error:
         raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_file(path: Path, data: bytes | str) -> None:
+    """Write data to path whole or not at all: a failure leaves no temporary file and path as it was."""
+    with staged(path) as temporary:
+        temporary.write_bytes(data.encode() if isinstance(data, str) else data)

@@ -4,7 +4,7 @@ import torch
 import yaml
 from torch import nn
 
-from data import MNIST_MEAN, MNIST_STD
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD
 from model import INPUT_SHAPE, PARAMETER_BUDGET, MnistCNN, count_parameters
 
 CARD_SECTIONS = (
@@ -31,6 +31,7 @@ def layer_rows(model: MnistCNN) -> list[tuple[str, str, int]]:
 def front_matter(metadata: dict) -> str:
     """Return the card's YAML front matter in the form Hugging Face reads, with the test accuracy as a result."""
     accuracy = metadata["metrics"]["test_accuracy"]
+    views = metadata["recipe"]["test_time_views"]
     fields = {
         "license": "mit",
         "library_name": "pytorch",
@@ -44,7 +45,13 @@ def front_matter(metadata: dict) -> str:
                     {
                         "task": {"type": "image-classification", "name": "Image classification"},
                         "dataset": {"name": "MNIST", "type": "mnist", "split": "test"},
-                        "metrics": [{"type": "accuracy", "value": round(accuracy, 4), "name": "Test accuracy (%)"}],
+                        "metrics": [
+                            {
+                                "type": "accuracy",
+                                "value": round(accuracy, 4),
+                                "name": f"Test accuracy (%), {views} view(s)",
+                            }
+                        ],
                     }
                 ],
             }
@@ -55,26 +62,28 @@ def front_matter(metadata: dict) -> str:
 
 def model_card(metadata: dict, model: MnistCNN, name: str) -> str:
     """Return the model card of the checkpoint called name, built from its metadata and weights alone."""
-    metrics, config = metadata["metrics"], metadata["config"]
+    metrics, config, recipe = metadata["metrics"], metadata["config"], metadata["recipe"]
     versions, machine = metadata["versions"], metadata.get("machine", {})
     layers = "\n".join(f"| `{layer}` | {shape} | {count:,} |" for layer, shape, count in layer_rows(model))
     per_class = "\n".join(
         f"| {digit} | {accuracy:.2f}% |" for digit, accuracy in enumerate(metrics.get("per_class_accuracy", []))
     )
     commit = metadata.get("git_commit") or "unknown (not run from a git checkout)"
-    recipe = (
-        f"Muon (orthogonalised momentum) for the later convolutions, peak lr {config.get('muon_lr')}; "
-        f"AdamW for the rest, peak lr {config.get('lr')}, weight decay 1e-4; one-cycle schedules; "
-        f"label smoothing {config.get('label_smoothing')}"
+    optimisers = (
+        f"Muon (orthogonalised momentum {recipe['muon_momentum']}) for the later convolutions, peak lr "
+        f"{recipe['muon_lr']}; AdamW for the rest, peak lr {recipe['adamw_lr']}, weight decay "
+        f"{recipe['weight_decay']}; one-cycle schedules, warm-up {recipe['warmup_fraction']}; label smoothing "
+        f"{recipe['label_smoothing']}"
     )
     device = (
         f"{config.get('resolved_device')}, autocast {config.get('autocast')}; "
         f"CPU {machine.get('cpu', 'unknown')}, {machine.get('threads', 'unknown')} threads"
     )
     training_rows = [
-        ("recipe", recipe),
-        ("data", "the 60,000 MNIST training images, whole batches on the device"),
-        ("batch size, epochs, seed", f"{config.get('batch_size')}, {config.get('epochs')}, {config.get('seed')}"),
+        ("optimisers", optimisers),
+        ("data", f"{metrics['train_images']:,} MNIST training images, whole batches on the device"),
+        ("batch size, epochs, seed", f"{recipe['batch_size']}, {recipe['epochs']}, {recipe['seed']}"),
+        ("whole recipe", "under `recipe` in the JSON beside this card"),
         ("training time", f"{metrics['train_seconds']:.1f} s"),
         ("device", device),
         ("versions", f"Python {versions['python']}, torch {versions['torch']}, torchvision {versions['torchvision']}"),
@@ -93,7 +102,8 @@ returns ten logits, one per digit. This card was written by `train.py` from the 
 {count_parameters(model):,} parameters (the project's budget is under {PARAMETER_BUDGET:,}). Input: a float32
 tensor of shape (N, 1, 28, 28), pixels scaled to [0, 1], then normalised with MNIST's mean {MNIST_MEAN}
 and standard deviation {MNIST_STD}; a light digit on a dark background, as in MNIST. Output: logits of
-shape (N, 10): in eval mode, the mean of the logits of the image and of its four one-pixel shifts.
+shape (N, 10) for the image alone. The scripts of the project read each image {recipe["test_time_views"]} time(s) by
+default: the image and its four one-pixel shifts, logits averaged (`--views 1` turns that off).
 
 | layer | output shape | parameters |
 | --- | --- | --- |
@@ -108,7 +118,7 @@ shape (N, 10): in eval mode, the mean of the logits of the image and of its four
   digit, brings the strokes to MNIST's thickness and centres the digit. It fails where that
   preparation fails: several digits or other writing in one image, a digit touching other marks,
   ink as faint as the paper's texture, or a shape MNIST's writers did not use.
-- Trained with label smoothing {config.get("label_smoothing")}: the softmax probabilities top out
+- Trained with label smoothing {recipe["label_smoothing"]}: the softmax probabilities top out
   near 95% and are not calibrated confidences.
 - Not for anything that decides about people (identity, grading, access, money): it was trained on
   one data set of digits and has not been audited for such use.
@@ -120,7 +130,9 @@ shape (N, 10): in eval mode, the mean of the logits of the image and of its four
 ## Evaluation
 
 On the 10,000 MNIST test images, which never trained the model nor chose its recipe:
-test accuracy **{metrics["test_accuracy"]:.2f}%**, test loss {metrics["test_loss"]:.4f} (cross-entropy).
+test accuracy **{metrics["test_accuracy"]:.2f}%**, test loss {metrics["test_loss"]:.4f} (cross-entropy) with
+{recipe["test_time_views"]} views; {metrics["test_accuracy_one_view"]:.2f}% and {metrics["test_loss_one_view"]:.4f} with
+the image alone.
 Train accuracy over the last epoch, while training with label smoothing: {metrics["train_accuracy"]:.2f}%.
 
 | digit | test accuracy |
@@ -129,10 +141,10 @@ Train accuracy over the last epoch, while training with label smoothing: {metric
 
 ## Files and how to load them safely
 
-- `{name}.pt`: the weights and this run's metadata. Load it with `torch.load(path, weights_only=True)`,
-  which never runs code from the file, then
-  `MnistCNN(full_resolution={model.full_resolution}).load_state_dict(checkpoint["model_state_dict"])`
-  with the project's `model.py`.
+- `{name}.pt`: the weights and this run's metadata. Load it with the project's
+  `mnist_cnn.checkpoint.load_checkpoint(path, device)`, which calls `torch.load(path, weights_only=True)`
+  (it never runs code from the file) and builds `MnistCNN(**checkpoint["architecture"])`, here
+  `MnistCNN(full_resolution={model.full_resolution})`.
 - `{name}.json`: the same metadata without the weights (strict JSON).
 - `{name}.onnx`: written by `python export.py --checkpoint {name}.pt`; runs with onnxruntime, NumPy
   and Pillow alone, no PyTorch needed. Its metadata holds the test accuracy, the mean and the std.

@@ -1,8 +1,11 @@
-"""Checked argparse value types that the scripts share: whole numbers, numbers and percentages."""
+"""What the scripts' command lines share: checked value types, the --views option, when to draw progress bars."""
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
+
+from mnist_cnn.inference import VIEW_CHOICES
 
 
 def checked_number(
@@ -27,3 +30,20 @@ positive_float = checked_number(
     float, lambda value: math.isfinite(value) and value > 0, "must be a finite number greater than 0", "a number"
 )
 percentage = checked_number(float, lambda value: 0 <= value <= 100, "must be between 0 and 100", "a percentage")
+
+
+def add_views_option(parser: argparse.ArgumentParser) -> None:
+    """Add --views, which every script that runs a trained model shares."""
+    parser.add_argument(
+        "--views",
+        type=int,
+        choices=VIEW_CHOICES,
+        default=VIEW_CHOICES[-1],
+        help="views of each image whose logits are averaged: 1 (the image alone) or 5 (with its four one-pixel "
+        "shifts) (default: %(default)s)",
+    )
+
+
+def wants_progress(no_progress: bool) -> bool:
+    """Return whether to draw progress bars: unless --no-progress, and only when stderr is a terminal."""
+    return not no_progress and sys.stderr.isatty()

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from mnist_cnn.augment import thicker, thinner
+
 SUITE_SEED = 2019
 
 
@@ -68,16 +70,6 @@ def gaussian_kernel(sigma: float, size: int) -> torch.Tensor:
 def motion_kernel(length: int) -> torch.Tensor:
     """Return a length x length kernel that smears along the diagonal, as a shaken camera does."""
     return torch.eye(length)
-
-
-def thicker(images: torch.Tensor) -> torch.Tensor:
-    """Return images with their strokes grown by one pixel on every side."""
-    return F.max_pool2d(images, 3, stride=1, padding=1)
-
-
-def thinner(images: torch.Tensor) -> torch.Tensor:
-    """Return images with their strokes thinned by one pixel (a 2x2 erosion)."""
-    return -F.max_pool2d(F.pad(-images, (0, 1, 0, 1), value=-1.0), 2, stride=1)
 
 
 def gaussian_noise(images: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:

@@ -1,11 +1,14 @@
-"""steps.py: the eager step trains as the recipe says; on CUDA the graphed step trains like the eager one."""
+"""mnist_cnn/step.py: the eager step trains as the recipe says; on CUDA the graphed step trains like the eager one."""
 
 import pytest
 import torch
 
+from mnist_cnn.optim import Muon, make_scheduled_optimizers
+from mnist_cnn.recipe import Recipe
+from mnist_cnn.step import GraphedStep, eager_step, make_step
 from model import MnistCNN
-from optim import Muon, make_scheduled_optimizers
-from steps import GraphedStep, eager_step, make_step
+
+RECIPE = Recipe(batch_size=32, adamw_lr=0.03, muon_lr=0.1)
 
 
 def batches(device: torch.device, count: int, size: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -24,8 +27,8 @@ def trained(device: torch.device, graphed: bool, steps: int = 12) -> MnistCNN:
     """Return a seeded model trained for steps batches with the graphed or the eager step."""
     torch.manual_seed(0)
     model = MnistCNN().to(device)
-    schedules = make_scheduled_optimizers(model, lr=0.03, muon_lr=0.1, total_steps=steps)
-    step = GraphedStep(model, schedules, None, 32) if graphed else eager_step(model, schedules, None)
+    schedules = make_scheduled_optimizers(model, RECIPE, total_steps=steps)
+    step = GraphedStep(model, schedules, RECIPE, None) if graphed else eager_step(model, schedules, 0.1, None)
     for inputs, targets in batches(device, steps):
         step(inputs, targets)
     return model
@@ -34,9 +37,9 @@ def trained(device: torch.device, graphed: bool, steps: int = 12) -> MnistCNN:
 def test_eager_step_lowers_the_loss() -> None:
     torch.manual_seed(0)
     model = MnistCNN()
-    schedules = make_scheduled_optimizers(model, lr=0.03, muon_lr=0.1, total_steps=30)
+    schedules = make_scheduled_optimizers(model, RECIPE, total_steps=30)
     inputs, targets = batches(torch.device("cpu"), 1)[0]
-    step = make_step(model, schedules, None, 32)
+    step = make_step(model, schedules, RECIPE, None)
     losses = [step(inputs, targets)[1].item() for _ in range(30)]
     assert losses[-1] < 0.5 * losses[0]
 
@@ -45,7 +48,7 @@ def test_muon_takes_its_learning_rate_from_a_tensor_alike() -> None:
     weights = [torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(seed)) for seed in (0, 0)]
     for weight, rate in zip(weights, (0.1, torch.tensor(0.1)), strict=True):
         weight.grad = torch.ones_like(weight)
-        Muon([weight], lr=rate).step()
+        Muon([weight], lr=rate, momentum=RECIPE.muon_momentum).step()
     torch.testing.assert_close(weights[0], weights[1])
 
 

@@ -6,33 +6,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optim import Muon, step_optimizers
+from mnist_cnn.optim import Muon, step_optimizers
+from mnist_cnn.recipe import Recipe
 
-LABEL_SMOOTHING = 0.1
-WARMUP_STEPS = 3
+EAGER_STEPS_BEFORE_CAPTURE = 3
 
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def forward_loss(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, amp_dtype: torch.dtype | None, cache: bool = True
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    label_smoothing: float,
+    amp_dtype: torch.dtype | None,
+    cache: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the logits of model on inputs and the label-smoothed cross-entropy loss, under autocast when given."""
     with torch.autocast(inputs.device.type, dtype=amp_dtype, enabled=amp_dtype is not None, cache_enabled=cache):
         logits = model(inputs)
-        return logits, F.cross_entropy(logits, targets, label_smoothing=LABEL_SMOOTHING)
+        return logits, F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
 
 
 def eager_step(
     model: nn.Module,
     schedules: list[torch.optim.lr_scheduler.LRScheduler],
+    label_smoothing: float,
     amp_dtype: torch.dtype | None,
     free_gradients: bool = True,
 ) -> Step:
     """Return a step that trains model on one batch and returns its logits and loss."""
 
     def step(inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, loss = forward_loss(model, inputs, targets, amp_dtype)
+        logits, loss = forward_loss(model, inputs, targets, label_smoothing, amp_dtype)
         model.zero_grad(set_to_none=free_gradients)
         loss.backward()
         step_optimizers(schedules)
@@ -44,7 +50,7 @@ def eager_step(
 class GraphedStep:
     """A CUDA training step: forward, backward and the Muon step captured once as a CUDA graph and replayed.
 
-    The first WARMUP_STEPS full batches train eagerly on a side stream, as capture requires; then
+    The first EAGER_STEPS_BEFORE_CAPTURE full batches train eagerly on a side stream, as capture requires; then
     one full batch is captured and every later full batch is copied into the captured inputs and
     replayed. AdamW (fused) and the schedules run eagerly after each replay; Muon reads its
     learning rate from a device tensor that its schedule fills. A batch of another size (a last
@@ -55,10 +61,11 @@ class GraphedStep:
         self,
         model: nn.Module,
         schedules: list[torch.optim.lr_scheduler.LRScheduler],
+        recipe: Recipe,
         amp_dtype: torch.dtype | None,
-        batch_size: int,
     ) -> None:
-        self.model, self.schedules, self.amp_dtype, self.batch_size = model, schedules, amp_dtype, batch_size
+        self.model, self.schedules, self.amp_dtype = model, schedules, amp_dtype
+        self.batch_size, self.label_smoothing = recipe.batch_size, recipe.label_smoothing
         self.muon = next(s.optimizer for s in schedules if isinstance(s.optimizer, Muon))
         self.others = [s.optimizer for s in schedules if s.optimizer is not self.muon]
         device = next(model.parameters()).device
@@ -80,7 +87,9 @@ class GraphedStep:
         self.model.zero_grad(set_to_none=True)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            logits, loss = forward_loss(self.model, self.inputs, self.targets, self.amp_dtype, cache=False)
+            logits, loss = forward_loss(
+                self.model, self.inputs, self.targets, self.label_smoothing, self.amp_dtype, cache=False
+            )
             loss.backward()
             self.muon.step()
         self.logits, self.loss = logits, loss.detach()
@@ -88,15 +97,16 @@ class GraphedStep:
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Train on one batch; return its logits and loss (for a replay, buffers that the next replay overwrites)."""
         if len(inputs) != self.batch_size:
-            return eager_step(self.model, self.schedules, self.amp_dtype, free_gradients=self.graph is None)(
-                inputs, targets
+            last_step = eager_step(
+                self.model, self.schedules, self.label_smoothing, self.amp_dtype, free_gradients=self.graph is None
             )
-        if self.warmed < WARMUP_STEPS:
+            return last_step(inputs, targets)
+        if self.warmed < EAGER_STEPS_BEFORE_CAPTURE:
             self.warmed += 1
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                result = eager_step(self.model, self.schedules, self.amp_dtype)(inputs, targets)
+                result = eager_step(self.model, self.schedules, self.label_smoothing, self.amp_dtype)(inputs, targets)
             torch.cuda.current_stream().wait_stream(side)
             return result
         if self.graph is None:
@@ -115,10 +125,10 @@ class GraphedStep:
 def make_step(
     model: nn.Module,
     schedules: list[torch.optim.lr_scheduler.LRScheduler],
+    recipe: Recipe,
     amp_dtype: torch.dtype | None,
-    batch_size: int,
 ) -> Step:
-    """Return the training step for model's device: replayed as a CUDA graph on CUDA, eager elsewhere."""
+    """Return the recipe's training step for model's device: replayed as a CUDA graph on CUDA, eager elsewhere."""
     if next(model.parameters()).device.type == "cuda":
-        return GraphedStep(model, schedules, amp_dtype, batch_size)
-    return eager_step(model, schedules, amp_dtype)
+        return GraphedStep(model, schedules, recipe, amp_dtype)
+    return eager_step(model, schedules, recipe.label_smoothing, amp_dtype)

@@ -1,4 +1,4 @@
-"""compare.py: the gate's verdict against a baseline, the job summary it writes, and old or missing baselines."""
+"""tools/gate.py: the verdict against a baseline, the job summary and badge it writes, old or missing baselines."""
 
 import json
 import math
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import compare
+import train
 from model import PARAMETER_BUDGET
+from tools import gate as gate_cli
 
 CURVE = [1.5 - 0.05 * part for part in range(20)]
 
@@ -18,13 +19,14 @@ def run_metadata(seed: int, accuracy: float, parameters: int = 23_338, seconds: 
     return {
         "metrics": {
             "test_accuracy": accuracy,
+            "test_accuracy_one_view": accuracy - 0.05,
             "test_loss": 0.135,
             "train_accuracy": 95.9,
             "train_loss": 0.66,
             "train_seconds": seconds,
             "train_loss_curve": CURVE,
         },
-        "config": {"seed": seed},
+        "recipe": {"seed": seed},
         "num_parameters": parameters,
     }
 
@@ -39,12 +41,12 @@ def write_runs(folder: Path, runs: list[dict]) -> Path:
 
 
 def gate(tmp_path: Path, head: list[dict], base: list[dict] | None, *extra: str) -> tuple[int, str]:
-    """Run compare.main on the runs given; return the exit status and the summary it appended."""
+    """Run gate_cli.main on the runs given; return the exit status and the summary it appended."""
     summary = tmp_path / "summary.md"
     args = ["--head", str(write_runs(tmp_path / "head", head)), "--summary", str(summary), *extra]
     if base is not None:
         args += ["--base", str(write_runs(tmp_path / "base", base))]
-    status = compare.main(args)
+    status = gate_cli.main(args)
     return status, summary.read_text()
 
 
@@ -99,7 +101,7 @@ def test_missing_baseline_applies_only_the_absolute_gates(tmp_path: Path) -> Non
 def test_empty_baseline_folder_counts_as_none(tmp_path: Path) -> None:
     (tmp_path / "base").mkdir()
     head = write_runs(tmp_path / "head", [run_metadata(0, 99.3)])
-    assert compare.main(["--head", str(head), "--base", str(tmp_path / "base"), "--summary", str(tmp_path / "s")]) == 0
+    assert gate_cli.main(["--head", str(head), "--base", str(tmp_path / "base"), "--summary", str(tmp_path / "s")]) == 0
     assert "No baseline" in (tmp_path / "s").read_text()
 
 
@@ -135,11 +137,11 @@ def test_slower_training_warns_but_passes(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_missing_head_results_exit_two(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert compare.main(["--head", str(tmp_path / "nothing")]) == 2
+    assert gate_cli.main(["--head", str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.startswith("error: no mnist_cnn_*.json under")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "mnist_cnn_x.json").write_text("{not json")
-    assert compare.main(["--head", str(tmp_path / "bad")]) == 2
+    assert gate_cli.main(["--head", str(tmp_path / "bad")]) == 2
 
 
 def test_summary_holds_per_seed_details_and_a_well_formed_chart(tmp_path: Path) -> None:
@@ -163,3 +165,42 @@ def test_summary_holds_per_seed_details_and_a_well_formed_chart(tmp_path: Path) 
     for match in series:
         values = [float(value) for value in match.group(1).split(", ")]
         assert len(values) == points and all(math.isfinite(v) and low <= v <= high for v in values)
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "message", "colour"),
+    [
+        (99.123, "99.12%", "brightgreen"),
+        (98.5, "98.50%", "green"),
+        (95.0, "95.00%", "yellow"),
+        (94.99, "94.99%", "red"),
+    ],
+)
+def test_badge_message_and_colour(accuracy: float, message: str, colour: str) -> None:
+    badge = gate_cli.accuracy_badge(accuracy)
+    assert badge == {"schemaVersion": 1, "label": "accuracy", "message": message, "color": colour}
+
+
+def test_badge_shows_the_heads_mean_over_seeds(tmp_path: Path) -> None:
+    badge = tmp_path / "badge" / "accuracy.json"
+    runs = [run_metadata(seed, accuracy) for seed, accuracy in enumerate([99.30, 99.20, 99.40])]
+    status, _ = gate(tmp_path, runs, None, "--badge", str(badge))
+    assert status == 0
+    assert json.loads(badge.read_text(), parse_constant=pytest.fail)["message"] == "99.30%"
+
+
+def test_the_json_of_a_real_run_passes_the_gate(
+    trained: train.TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert gate_cli.main(["--head", str(trained.metadata_path.parent), "--min-accuracy", "95"]) == 0
+    rows = table(capsys.readouterr().out)
+    metrics = trained.metadata["metrics"]
+    assert rows["Test accuracy, mean"][1] == f"{metrics['test_accuracy']:.2f}%"
+    assert rows["Test accuracy, one view, mean"][1] == f"{metrics['test_accuracy_one_view']:.2f}%"
+
+
+def test_base_runs_from_before_the_recipe_are_ordered_by_their_seeds(tmp_path: Path) -> None:
+    base = [{"metrics": {"test_accuracy": 99.3}, "config": {"seed": seed}} for seed in (1, 0)]
+    _, markdown = gate(tmp_path, [run_metadata(0, 99.3), run_metadata(1, 99.3)], base)
+    seeds = [line.split(" | ")[1] for line in markdown.splitlines() if line.startswith("| the baseline | ")]
+    assert seeds == ["0", "1"]

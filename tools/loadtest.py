@@ -1,6 +1,7 @@
 """Measure serve.py's POST /predict under load: a server on a free local port, many requests from several threads.
 
-Prints how many requests were answered 200, the throughput and the p50, p95 and largest latency.
+Run it from the repository's root as python -m tools.loadtest. Prints how many requests were answered
+200, the throughput and the p50, p95 and largest latency.
 """
 
 import argparse
@@ -16,8 +17,9 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
-from options import positive_int
+from mnist_cnn.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
+from mnist_cnn.cli import add_views_option, positive_int
+from mnist_cnn.inference import with_views
 from serve import PREDICT_PATH, make_server
 
 PAD_SIDE = 280
@@ -85,13 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to serve (default: the newest in models/)")
     parser.add_argument("--requests", type=positive_int, default=500, help="requests in all (default: 500)")
     parser.add_argument("--threads", type=positive_int, default=8, help="client threads at once (default: 8)")
+    add_views_option(parser)
     args = parser.parse_args(argv)
     try:
-        model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(Path("models")), torch.device("cpu"))
+        model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(), torch.device("cpu"))
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    figures = run_load(model, args.requests, args.threads)
+    figures = run_load(with_views(model, args.views), args.requests, args.threads)
     print(f"requests      {figures['ok']} of {figures['requests']} answered 200, from {figures['threads']} threads")
     print(f"throughput    {figures['per_second']:.0f} requests/s ({figures['seconds']:.1f} s)")
     print(

@@ -1,6 +1,7 @@
-"""Benchmark train.py's default recipe: accuracy over seeds, epoch time, and the conventional input path beside it.
+"""Benchmark train.py's recipe: test accuracy over seeds (one view and five), robustness, speed, the input path.
 
-Prints a markdown table; --json PATH also writes the figures as JSON.
+Run it from the repository's root as python -m tools.bench. Prints a markdown table; --json PATH
+also writes the figures as JSON.
 """
 
 import argparse
@@ -9,25 +10,25 @@ import resource
 import statistics
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
 import train
-from augment import augmentation_for
-from corruptions import SUITE
-from data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
-from device import DeviceError, add_device_option, autocast_dtype, cpu_model, keep_freed_memory, pick_device
-from evaluate import corruption_accuracies, score
-from files import WriteError, check_writable_folder, strict_json, write_file
-from model import count_parameters
-from optim import make_scheduled_optimizers, step_optimizers
-from options import positive_int
-from steps import LABEL_SMOOTHING
+from mnist_cnn.cli import positive_int
+from mnist_cnn.corruptions import SUITE
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
+from mnist_cnn.device import DeviceError, add_device_option, autocast_dtype, cpu_model, keep_freed_memory, pick_device
+from mnist_cnn.files import WriteError, check_writable_folder, strict_json, write_file
+from mnist_cnn.optim import make_scheduled_optimizers
+from mnist_cnn.recipe import Recipe, recipe_for
+from mnist_cnn.scoring import corruption_accuracies, score
+from mnist_cnn.step import eager_step
+from model import MnistCNN, count_parameters
 
 CONVENTIONAL_BATCH_SIZE = 64
 QUICK_SEEDS = 2
@@ -35,10 +36,8 @@ QUICK_TRAIN_IMAGES = 4096
 QUICK_TEST_IMAGES = 1024
 
 
-def conventional_epoch_seconds(
-    data_dir: str, train_images: int, device: torch.device, seed: int, lr: float, muon_lr: float, epochs: int
-) -> float:
-    """Time one epoch of the same model (train.py's for epochs) and optimisers fed the way most MNIST repos feed it.
+def conventional_epoch_seconds(data_dir: str, train_images: int, device: torch.device, recipe: Recipe) -> float:
+    """Time one epoch of the same model, optimisers and step as recipe's, fed the way most MNIST repos feed it.
 
     That is: a per-sample Compose([ToTensor(), Normalize()]) on torchvision's MNIST, a shuffled
     DataLoader of batch size 64, float32 NCHW tensors, and the loss read back on every step.
@@ -47,68 +46,69 @@ def conventional_epoch_seconds(
     dataset = torchvision.datasets.MNIST(data_dir, train=True, download=True, transform=transform)
     if train_images < len(dataset):
         dataset = Subset(dataset, range(train_images))
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(recipe.seed)
     loader = DataLoader(dataset, batch_size=CONVENTIONAL_BATCH_SIZE, shuffle=True, generator=generator)
-    torch.manual_seed(seed)
-    model = train.new_model(epochs, device).to(memory_format=torch.contiguous_format).train()
-    schedules = make_scheduled_optimizers(model, lr, muon_lr, len(loader))
+    torch.manual_seed(recipe.seed)
+    model = MnistCNN(recipe.full_resolution).to(device).train()
+    take_step = eager_step(model, make_scheduled_optimizers(model, recipe, len(loader)), recipe.label_smoothing, None)
     start = time.perf_counter()
     for inputs, targets in loader:
-        inputs, targets = inputs.to(device), targets.to(device)
-        model.zero_grad()
-        loss = F.cross_entropy(model(inputs), targets, label_smoothing=LABEL_SMOOTHING)
-        loss.backward()
-        step_optimizers(schedules)
+        _, loss = take_step(inputs.to(device), targets.to(device))
         loss.item()
     return time.perf_counter() - start
 
 
 def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device, epochs: int = 1) -> dict:
-    """Train the default recipe for epochs once per seed, score it clean and under the corruption suite, time it
-    and the conventional path (one epoch); return every figure.
+    """Train recipe_for(epochs) once per seed, score it clean (one view and the recipe's views) and under the
+    corruption suite, time it and the conventional path (one epoch); return every figure.
     """
     train_images, train_labels = load_mnist(data_dir, train=True, device=device)
     test_images, test_labels = load_mnist(data_dir, train=False, device=device)
     if quick:
         train_images, train_labels = train_images[:QUICK_TRAIN_IMAGES], train_labels[:QUICK_TRAIN_IMAGES]
         test_images, test_labels = test_images[:QUICK_TEST_IMAGES], test_labels[:QUICK_TEST_IMAGES]
-    accuracies, train_seconds, eval_seconds, corruptions = [], [], [], []
-    defaults = train.parse_args(["--epochs", str(epochs)])
+    accuracies, one_view, train_seconds, eval_seconds, corruptions = [], [], [], [], []
     amp_dtype = autocast_dtype(device)
     for seed in range(seeds):
-        args = argparse.Namespace(**{**vars(defaults), "seed": seed})
+        recipe = recipe_for(epochs, seed=seed)
         with contextlib.redirect_stdout(sys.stderr):
-            fitted = train.fit(args, train_images, train_labels, False, augmentation_for(epochs))
+            fitted = train.fit(recipe, train_images, train_labels)
+        one_view.append(score(fitted.model, test_images, test_labels, amp_dtype, 1).accuracy)
         start = time.perf_counter()
-        _, accuracy, _ = score(fitted.model, test_images, test_labels, amp_dtype, False)
+        accuracies.append(score(fitted.model, test_images, test_labels, amp_dtype, recipe.test_time_views).accuracy)
         eval_seconds.append(time.perf_counter() - start)
-        accuracies.append(accuracy)
         train_seconds.append(fitted.train_seconds / epochs)
-        corruptions.append(corruption_accuracies(fitted.model, test_images, test_labels, amp_dtype))
+        corruptions.append(
+            corruption_accuracies(fitted.model, test_images, test_labels, amp_dtype, recipe.test_time_views)
+        )
         suite_mean = statistics.mean(corruptions[-1].values())
         print(
-            f"seed {seed}: test accuracy {accuracy:.2f}%, corruption mean {suite_mean:.2f}%, "
-            f"training loop {fitted.train_seconds:.2f} s",
+            f"seed {seed}: test accuracy {accuracies[-1]:.2f}% ({one_view[-1]:.2f}% one view), "
+            f"corruption mean {suite_mean:.2f}%, training loop {fitted.train_seconds:.2f} s",
             file=sys.stderr,
         )
     per_corruption = {name: statistics.mean(seed_figures[name] for seed_figures in corruptions) for name in SUITE}
     worst = min(per_corruption, key=per_corruption.get)
-    conventional = conventional_epoch_seconds(
-        data_dir, len(train_images), device, seed=0, lr=defaults.lr, muon_lr=defaults.muon_lr, epochs=epochs
-    )
+    conventional = conventional_epoch_seconds(data_dir, len(train_images), device, recipe_for(epochs))
     epoch_seconds = statistics.median(train_seconds)
     return {
         "quick": quick,
         "seeds": seeds,
         "epochs": epochs,
+        "recipe": asdict(recipe_for(epochs)),
         "train_images": len(train_images),
         "test_images": len(test_images),
         "parameters": count_parameters(fitted.model),
+        "views": recipe.test_time_views,
         "test_accuracy_mean": statistics.mean(accuracies),
         "test_accuracy_std": statistics.stdev(accuracies) if seeds > 1 else 0.0,
         "test_accuracy_min": min(accuracies),
         "test_accuracy_max": max(accuracies),
         "test_accuracies": accuracies,
+        "test_accuracy_one_view_mean": statistics.mean(one_view),
+        "test_accuracy_one_view_min": min(one_view),
+        "test_accuracy_one_view_max": max(one_view),
+        "test_accuracies_one_view": one_view,
         "corruption_accuracies": per_corruption,
         "corruption_mean": statistics.mean(per_corruption.values()),
         "corruption_worst": per_corruption[worst],
@@ -133,10 +133,15 @@ def markdown_table(figures: dict) -> str:
     rows = [
         ("Parameters", f"{figures['parameters']:,}"),
         (
-            f"Test accuracy, mean ± std over {seeds} seeds",
+            f"Test accuracy with {figures['views']} views, mean ± std over {seeds} seeds",
             f"{figures['test_accuracy_mean']:.2f}% ± {figures['test_accuracy_std']:.2f}",
         ),
         ("Test accuracy, min / max", f"{figures['test_accuracy_min']:.2f}% / {figures['test_accuracy_max']:.2f}%"),
+        (
+            "Test accuracy with one view, mean (min / max)",
+            f"{figures['test_accuracy_one_view_mean']:.2f}% ({figures['test_accuracy_one_view_min']:.2f}% / "
+            f"{figures['test_accuracy_one_view_max']:.2f}%)",
+        ),
         (f"Corruption suite ({len(SUITE)} corruptions), mean accuracy", f"{figures['corruption_mean']:.2f}%"),
         (
             "Worst corruption, mean over seeds",
@@ -165,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=positive_int, help="seeds to train (default: 5, or 2 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a reduced run of seconds on a slice of the data")
     parser.add_argument(
-        "--epochs", type=positive_int, default=1, help="epochs per run, with train.py's recipe for them (default: 1)"
+        "--epochs", type=positive_int, default=1, help="epochs per run, with the recipe for them (default: 1)"
     )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     add_data_option(parser)

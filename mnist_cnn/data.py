@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from model import IMAGE_SIDE, NUM_CLASSES
+
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 MNIST_FILES = (
@@ -17,8 +19,6 @@ MNIST_FILES = (
 DATA_DIR_ENV = "MNIST_DATA_DIR"
 SPLIT_SIZES = {True: 60_000, False: 10_000}
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
-IMAGE_SIDE = 28
-NUM_LABELS = 10
 
 
 class DataError(Exception):
@@ -60,8 +60,8 @@ def raw_file_problem(path: Path, images: bool, count: int) -> str | None:
             return f"it is {size:,} bytes long, expected {expected_size:,}"
         if not images:
             largest = max(file.read())
-            if largest >= NUM_LABELS:
-                return f"it holds the label {largest}, expected labels 0 to {NUM_LABELS - 1}"
+            if largest >= NUM_CLASSES:
+                return f"it holds the label {largest}, expected labels 0 to {NUM_CLASSES - 1}"
     return None
 
 

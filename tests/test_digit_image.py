@@ -1,4 +1,4 @@
-"""prepare.py: every image mode read from its real content, and MNIST-style preparation robust to paper and light."""
+"""mnist_cnn/digit_image.py: every image mode read from its content; MNIST-style preparation robust to light."""
 
 import io
 import random
@@ -9,8 +9,8 @@ import torch
 from PIL import Image, ImageDraw
 
 import handwriting
-import prepare
-from data import MNIST_MEAN, MNIST_STD
+from mnist_cnn import digit_image
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD
 
 
 def drawn_digit(digit: int = 3, size: int = 200, width: float = 14.0) -> Image.Image:
@@ -22,7 +22,7 @@ def drawn_digit(digit: int = 3, size: int = 200, width: float = 14.0) -> Image.I
 
 def pixels_of(image: Image.Image) -> torch.Tensor:
     """Return the prepared 28x28 field of image in [0, 1]."""
-    return prepare.prepare(image)[0] * MNIST_STD + MNIST_MEAN
+    return digit_image.prepare(image)[0] * MNIST_STD + MNIST_MEAN
 
 
 def reopened(image: Image.Image, format_name: str, **options: object) -> Image.Image:
@@ -89,7 +89,7 @@ def test_every_image_kind_is_read_from_its_content(form: str) -> None:
 
 
 def test_sixteen_bit_images_use_their_whole_range() -> None:
-    grey = prepare.grey_pixels(sixteen_bit(drawn_digit()))
+    grey = digit_image.grey_pixels(sixteen_bit(drawn_digit()))
     assert grey.max().item() == pytest.approx(1.0) and grey.min().item() == pytest.approx(0.0)
 
 
@@ -126,7 +126,7 @@ def test_specks_far_from_the_digit_are_left_out() -> None:
 @pytest.mark.parametrize("width", [2.0, 40.0])
 def test_strokes_are_brought_towards_mnists_thickness(width: float) -> None:
     prepared = pixels_of(drawn_digit(size=400, width=width)) > 0.5
-    assert 1.2 < prepare.stroke_width(prepared) < 3.5, prepare.stroke_width(prepared)
+    assert 1.2 < digit_image.stroke_width(prepared) < 3.5, digit_image.stroke_width(prepared)
 
 
 def test_the_digit_fits_a_20_pixel_box_centred_by_mass() -> None:
@@ -140,11 +140,11 @@ def test_the_digit_fits_a_20_pixel_box_centred_by_mass() -> None:
 
 @pytest.mark.parametrize("colour", [0, 128, 255])
 def test_an_image_without_contrast_holds_no_digit(colour: int) -> None:
-    with pytest.raises(prepare.ImageError, match="no digit found"):
-        prepare.prepare(Image.new("L", (60, 40), colour))
+    with pytest.raises(digit_image.ImageError, match="no digit found"):
+        digit_image.prepare(Image.new("L", (60, 40), colour))
 
 
 def test_oversized_image_is_refused_before_decoding() -> None:
     huge = Image.new("1", (8000, 6000))
-    with pytest.raises(prepare.ImageError, match=r"too large: 8000x6000 pixels, more than 40 megapixels"):
-        prepare.check_size(huge)
+    with pytest.raises(digit_image.ImageError, match=r"too large: 8000x6000 pixels, more than 40 megapixels"):
+        digit_image.check_size(huge)

@@ -1,10 +1,10 @@
-"""options.py: the checked argparse types accept what they should and refuse the rest with a clear reason."""
+"""mnist_cnn/cli.py: the checked argparse types accept what they should and refuse the rest with a clear reason."""
 
 import argparse
 
 import pytest
 
-from options import percentage, positive_float, positive_int
+from mnist_cnn.cli import percentage, positive_float, positive_int
 
 
 @pytest.mark.parametrize(

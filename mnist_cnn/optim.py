@@ -3,11 +3,9 @@
 import torch
 from torch import nn
 
+from mnist_cnn.recipe import Recipe
 from model import MnistCNN
 
-WEIGHT_DECAY = 1e-4
-WARMUP_FRACTION = 0.25
-MUON_MOMENTUM = 0.75
 NEWTON_SCHULZ_STEPS = 3
 NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
@@ -32,7 +30,7 @@ class Muon(torch.optim.Optimizer):
     be a device tensor, which a captured CUDA graph reads at every replay.
     """
 
-    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float = MUON_MOMENTUM) -> None:
+    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float) -> None:
         super().__init__(params, {"lr": lr, "momentum": momentum})
 
     @torch.no_grad()
@@ -56,7 +54,7 @@ class Muon(torch.optim.Optimizer):
 
 
 def make_scheduled_optimizers(
-    model: MnistCNN, lr: float, muon_lr: float, total_steps: int
+    model: MnistCNN, recipe: Recipe, total_steps: int
 ) -> list[torch.optim.lr_scheduler.OneCycleLR]:
     """Build the recipe's optimisers and return each inside its one-cycle schedule over total_steps.
 
@@ -65,13 +63,14 @@ def make_scheduled_optimizers(
     """
     muon_weights = [layer.weight for layer in model.modules() if isinstance(layer, nn.Conv2d)][1:]
     adamw_weights = [p for p in model.parameters() if all(p is not weight for weight in muon_weights)]
-    muon = Muon(muon_weights, lr=muon_lr)
-    adamw = torch.optim.AdamW(adamw_weights, lr=lr, weight_decay=WEIGHT_DECAY, fused=True)
+    muon = Muon(muon_weights, lr=recipe.muon_lr, momentum=recipe.muon_momentum)
+    adamw = torch.optim.AdamW(adamw_weights, lr=recipe.adamw_lr, weight_decay=recipe.weight_decay, fused=True)
+    warmup = recipe.warmup_fraction
     return [
         torch.optim.lr_scheduler.OneCycleLR(
-            muon, max_lr=muon_lr, total_steps=total_steps, pct_start=WARMUP_FRACTION, cycle_momentum=False
+            muon, max_lr=recipe.muon_lr, total_steps=total_steps, pct_start=warmup, cycle_momentum=False
         ),
-        torch.optim.lr_scheduler.OneCycleLR(adamw, max_lr=lr, total_steps=total_steps, pct_start=WARMUP_FRACTION),
+        torch.optim.lr_scheduler.OneCycleLR(adamw, max_lr=recipe.adamw_lr, total_steps=total_steps, pct_start=warmup),
     ]
 
 

@@ -8,15 +8,18 @@ import pickle
 import platform
 import subprocess
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from device import cpu_model
-from files import WriteError, strict_json, temporary_path
+from mnist_cnn.device import cpu_model
+from mnist_cnn.files import WriteError, strict_json, temporary_path
+from mnist_cnn.recipe import Recipe
 from model import MnistCNN, count_parameters
 
 CHECKPOINT_PREFIX = "mnist_cnn_"
+MODELS_DIR = Path("models")
 
 
 class CheckpointError(Exception):
@@ -85,7 +88,7 @@ def save_checkpoint(
     return checkpoint_path, checkpoint_path.with_suffix(".json")
 
 
-def newest_checkpoint(folder: Path) -> Path:
+def newest_checkpoint(folder: Path = MODELS_DIR) -> Path:
     """Return the most recently written mnist_cnn_*.pt in folder."""
     candidates = sorted(folder.glob(f"{CHECKPOINT_PREFIX}*.pt"), key=lambda path: path.stat().st_mtime)
     if not candidates:
@@ -93,10 +96,23 @@ def newest_checkpoint(folder: Path) -> Path:
     return candidates[-1]
 
 
-def load_checkpoint(path: Path, device: torch.device) -> tuple[MnistCNN, dict]:
-    """Load path with torch.load(weights_only=True) only; return the model on device, in eval mode, and its metadata.
+def recorded_architecture(checkpoint: dict) -> dict | None:
+    """Return the MnistCNN arguments a checkpoint records, or None when it records none.
 
-    The weights say which of MnistCNN's two first layers the model has.
+    This code stores them under "architecture"; checkpoints written before it kept the same
+    choice as config["full_resolution"].
+    """
+    if isinstance(checkpoint.get("architecture"), dict):
+        return checkpoint["architecture"]
+    config = checkpoint.get("config")
+    if isinstance(config, dict) and isinstance(config.get("full_resolution"), bool):
+        return {"full_resolution": config["full_resolution"]}
+    return None
+
+
+def load_checkpoint(path: Path, device: torch.device) -> tuple[MnistCNN, dict]:
+    """Load path with torch.load(weights_only=True) only; return the model it records on device, in eval mode, and
+    its metadata. Raise CheckpointError with one line saying why when it cannot be used.
     """
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -114,13 +130,18 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[MnistCNN, dict]:
         raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or another format)") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model_state_dict"), dict):
         raise CheckpointError(f"{path} is not a MnistCNN checkpoint: it has no model_state_dict")
+    architecture = recorded_architecture(checkpoint)
+    if architecture is None:
+        raise CheckpointError(
+            f"{path} does not record its architecture (written before 27 November 2026); train a new one"
+        )
+    try:
+        model = MnistCNN(**architecture).to(device=device, memory_format=torch.channels_last)
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except (TypeError, RuntimeError):
+        raise CheckpointError(f"{path} holds weights of another architecture than MnistCNN in model.py") from None
     metadata = {key: value for key, value in checkpoint.items() if key != "model_state_dict"}
-    for full_resolution in (False, True):
-        model = MnistCNN(full_resolution).to(device=device, memory_format=torch.channels_last)
-        with contextlib.suppress(RuntimeError):
-            model.load_state_dict(checkpoint["model_state_dict"])
-            return model.eval(), metadata
-    raise CheckpointError(f"{path} holds weights of another architecture than MnistCNN in model.py")
+    return model.eval(), metadata
 
 
 def git_commit() -> str | None:
@@ -139,13 +160,15 @@ def git_commit() -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def run_metadata(metrics: dict, config: dict, model: MnistCNN) -> dict:
-    """Return what a checkpoint holds beside its weights: the run's metrics and config, the model's size, the time
-    of saving and the run's provenance.
+def run_metadata(metrics: dict, recipe: Recipe, config: dict, model: MnistCNN) -> dict:
+    """Return what a checkpoint holds beside its weights: the run's metrics, its whole recipe, the other settings of
+    the run (config), the model's architecture and size, the time of saving and the run's provenance.
     """
     return {
         "metrics": metrics,
+        "recipe": asdict(recipe),
         "config": config,
+        "architecture": {"full_resolution": model.full_resolution},
         "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
         "num_parameters": count_parameters(model),
         "timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -1,9 +1,10 @@
-"""Compare the runs of a change with those of its baseline: print and append a markdown summary, set the verdict.
+"""The CI gate: a change's runs against its baseline's, the job summary, the verdict and the accuracy badge.
 
 Reads every mnist_cnn_*.json that train.py wrote under the head folder and the base folder (one per
 seed), and fails (exit status 1) when the head's mean test accuracy is below the baseline's by more
 than the margin, when any head run is below the accuracy floor, or when the head breaks the
 parameter budget. A training time over the allowed ratio of the baseline's is a warning only.
+With --badge it also writes a shields.io endpoint badge of the head's mean test accuracy.
 """
 
 import argparse
@@ -15,12 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnist_cnn.cli import percentage, positive_float
+from mnist_cnn.files import WriteError, strict_json, write_file
 from model import PARAMETER_BUDGET
-from options import percentage, positive_float
 
 RESULT_PATTERN = "mnist_cnn_*.json"
 MISSING = "n/a"
 CURVE_COLOURS = ("#9e9e9e", "#d62728")
+BADGE_COLOURS = ((99.0, "brightgreen"), (98.0, "green"), (95.0, "yellow"))
+BADGE_FALLBACK_COLOUR = "red"
 
 
 class CompareError(Exception):
@@ -50,8 +54,8 @@ class Side:
         return max(counts) if counts else None
 
     def seed(self, run: dict) -> str:
-        """Return the seed a run was trained with, as text."""
-        seed = run.get("config", {}).get("seed")
+        """Return the seed a run was trained with, as text (from its recipe, or its config in older runs)."""
+        seed = run_seed(run)
         return str(seed) if seed is not None else MISSING
 
     def curve(self) -> list[float] | None:
@@ -61,6 +65,12 @@ class Side:
         if not curves or len({len(c) for c in curves}) != 1:
             return None
         return [statistics.mean(points) for points in zip(*curves, strict=True)]
+
+
+def run_seed(run: dict) -> object:
+    """Return the seed a run's JSON records: under recipe, or under config in runs from before the recipe."""
+    recipe = run.get("recipe")
+    return recipe.get("seed") if isinstance(recipe, dict) else run.get("config", {}).get("seed")
 
 
 def read_side(folder: Path, label: str) -> Side:
@@ -77,7 +87,7 @@ def read_side(folder: Path, label: str) -> Side:
             if not isinstance(run.get(section), dict):
                 run[section] = {}
         runs.append(run)
-    runs.sort(key=lambda run: str(run.get("config", {}).get("seed", "")).zfill(12))
+    runs.sort(key=lambda run: str(run_seed(run)).zfill(12))
     return Side(label, runs)
 
 
@@ -215,6 +225,7 @@ def summary_markdown(head: Side, base: Side | None, verdict: Verdict, margin: fl
         table_row("Test accuracy, mean", head, base, "test_accuracy", statistics.mean, "%"),
         table_row("Test accuracy, min", head, base, "test_accuracy", min, "%"),
         table_row("Test accuracy, max", head, base, "test_accuracy", max, "%"),
+        table_row("Test accuracy, one view, mean", head, base, "test_accuracy_one_view", statistics.mean, "%"),
         table_row("Test loss, mean", head, base, "test_loss", statistics.mean, "", 4),
         table_row("Train accuracy, mean", head, base, "train_accuracy", statistics.mean, "%"),
         f"| Parameters (budget {PARAMETER_BUDGET:,}) | "
@@ -240,8 +251,14 @@ def summary_markdown(head: Side, base: Side | None, verdict: Verdict, margin: fl
     return "\n".join(lines)
 
 
+def accuracy_badge(accuracy: float) -> dict:
+    """Return a shields.io endpoint badge for a mean test accuracy in %."""
+    colour = next((colour for floor, colour in BADGE_COLOURS if accuracy >= floor), BADGE_FALLBACK_COLOUR)
+    return {"schemaVersion": 1, "label": "accuracy", "message": f"{accuracy:.2f}%", "color": colour}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run compare.py with argv; return the exit status (0 pass, 1 a gate failed, 2 no readable head results)."""
+    """Run the gate with argv; return the exit status (0 pass, 1 a gate failed, 2 no readable head results)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--head", type=Path, required=True, help="folder holding the change's run JSON files")
     parser.add_argument("--base", type=Path, help="folder holding the baseline's run JSON files (none: no baseline)")
@@ -259,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--time-ratio", type=positive_float, default=1.5, help="warn when training takes this many times as long"
     )
-    parser.add_argument("--summary", type=Path, help="append the markdown summary to this file (else print it)")
+    parser.add_argument("--summary", type=Path, help="also append the markdown summary to this file")
+    parser.add_argument("--badge", type=Path, help="write a shields.io badge of the head's mean test accuracy here")
     args = parser.parse_args(argv)
     try:
         head = read_side(args.head, args.head_label)
@@ -278,13 +296,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"::warning::{warning}")
     for failure in verdict.failures:
         print(f"::error::{failure}")
-    if args.summary:
-        try:
+    head_accuracy = head.mean("test_accuracy")
+    try:
+        if args.summary:
             with args.summary.open("a") as summary:
                 summary.write(markdown + "\n")
-        except OSError as error:
-            print(f"error: cannot write {args.summary}: {error.strerror}", file=sys.stderr)
-            return 1
+        if args.badge and head_accuracy is not None:
+            write_file(args.badge, strict_json(accuracy_badge(head_accuracy)))
+    except OSError as error:
+        print(f"error: cannot write {args.summary}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except WriteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 1 if verdict.failures else 0
 
 

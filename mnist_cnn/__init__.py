@@ -1,0 +1,1 @@
+"""The library the scripts at the top share: recipe, data, training steps, checkpoints, scoring, inference."""

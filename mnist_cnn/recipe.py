@@ -1,0 +1,99 @@
+"""The training recipe: every setting of a run in one frozen object, and what changes with the number of epochs."""
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How strongly each training batch is distorted on the device (mnist_cnn/augment.py does it).
+
+    With rotation, scale or shear every image gets its own random affine map; with a shift alone the
+    whole batch moves by one random whole-pixel offset. Blur and thickness are the shares of images
+    blurred, and thickened or thinned; noise is the largest standard deviation of added noise.
+    """
+
+    rotation_degrees: float = 0.0
+    scale: float = 0.0
+    shear: float = 0.0
+    shift_pixels: float = 2.0
+    noise: float = 0.0
+    blur_fraction: float = 0.0
+    thickness_fraction: float = 0.0
+
+
+WHOLE_BATCH_SHIFT = Augmentation()
+EVERY_DISTORTION = Augmentation(
+    rotation_degrees=5.0,
+    scale=0.05,
+    shear=0.05,
+    shift_pixels=1.5,
+    noise=0.1,
+    blur_fraction=0.05,
+    thickness_fraction=0.05,
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every setting of a training run. train.py prints it and stores it whole beside the weights.
+
+    Muon trains the convolutions that batch norm follows; AdamW trains the rest (the first layer, the
+    batch norms, the classifier). Both follow one-cycle schedules that warm up over warmup_fraction
+    of the steps. From hard_examples_from (a share of the run, see train.hard_example_start) the
+    images are drawn with replacement: hard_example_share of the chance in proportion to each
+    image's last loss, the rest evenly. test_time_views is how many views of each image inference
+    averages by default: 1, or 5 (the image and its four one-pixel shifts).
+    """
+
+    epochs: int = 1
+    seed: int = 0
+    batch_size: int = 160
+    adamw_lr: float = 0.035
+    muon_lr: float = 0.1
+    muon_momentum: float = 0.75
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.25
+    label_smoothing: float = 0.1
+    full_resolution: bool = False
+    augmentation: Augmentation = field(default=WHOLE_BATCH_SHIFT)
+    hard_example_share: float = 0.5
+    hard_examples_from: float = 0.5
+    test_time_views: int = 5
+
+    def describe(self) -> str:
+        """Return the recipe as two short lines for a run's log."""
+        first_layer = "full-resolution 3x3" if self.full_resolution else "strided 5x5"
+        distortions = ", ".join(f"{key} {value:g}" for key, value in asdict(self.augmentation).items() if value)
+        return (
+            f"recipe: {self.epochs} epoch(s), seed {self.seed}, batch {self.batch_size}, AdamW lr {self.adamw_lr:g}, "
+            f"Muon lr {self.muon_lr:g} (momentum {self.muon_momentum:g}), weight decay {self.weight_decay:g}, "
+            f"warm-up {self.warmup_fraction:g}, label smoothing {self.label_smoothing:g}\n"
+            f"        first layer {first_layer}; augmentation: {distortions or 'none'}; hard examples from "
+            f"{self.hard_examples_from:g} of the run at share {self.hard_example_share:g}; "
+            f"{self.test_time_views} test-time view(s)"
+        )
+
+
+# What changes with the length of a run, chosen on the validation split (docs/experiments.md).
+# Longer runs have the epochs to afford a first layer at full resolution and to learn harder images.
+#  from epochs  first layer at full resolution  augmentation
+LENGTH_TABLE = (
+    (1, False, WHOLE_BATCH_SHIFT),
+    (3, True, EVERY_DISTORTION),
+)
+
+
+def recipe_for(epochs: int, **overrides: object) -> Recipe:
+    """Return the recipe for a run of epochs (LENGTH_TABLE's last row that applies), with overrides on top."""
+    _, full_resolution, augmentation = [row for row in LENGTH_TABLE if epochs >= row[0]][-1]
+    recipe = Recipe(epochs=epochs, full_resolution=full_resolution, augmentation=augmentation)
+    return replace(recipe, **overrides)
+
+
+def recipe_from_dict(values: dict) -> Recipe:
+    """Return the Recipe stored as a dict (asdict) in a run's JSON; unknown keys are ignored."""
+    known = {item.name for item in fields(Recipe)}
+    values = {key: value for key, value in values.items() if key in known}
+    if isinstance(values.get("augmentation"), dict):
+        values["augmentation"] = Augmentation(**values["augmentation"])
+    return Recipe(**values)

@@ -1,0 +1,39 @@
+"""mnist_cnn/recipe.py: one recipe per run length, differing only where the length table says, and overrides."""
+
+from dataclasses import asdict, fields
+
+import pytest
+
+from mnist_cnn.recipe import EVERY_DISTORTION, LENGTH_TABLE, WHOLE_BATCH_SHIFT, Recipe, recipe_for
+
+
+@pytest.mark.parametrize(("epochs", "full_resolution"), [(1, False), (2, False), (3, True), (10, True), (15, True)])
+def test_runs_of_three_epochs_or_more_get_the_long_settings(epochs: int, full_resolution: bool) -> None:
+    recipe = recipe_for(epochs)
+    assert recipe.epochs == epochs
+    assert recipe.full_resolution is full_resolution
+    assert recipe.augmentation == (EVERY_DISTORTION if full_resolution else WHOLE_BATCH_SHIFT)
+
+
+def test_lengths_differ_only_in_the_fields_of_the_length_table() -> None:
+    short, long = asdict(recipe_for(1)), asdict(recipe_for(10))
+    differing = {name for name in short if short[name] != long[name]}
+    assert differing == {"epochs", "full_resolution", "augmentation"}
+    assert len(LENGTH_TABLE[0]) == 3
+
+
+def test_overrides_replace_fields_and_unknown_ones_are_refused() -> None:
+    assert recipe_for(10, seed=3, batch_size=64) == Recipe(
+        epochs=10, seed=3, batch_size=64, full_resolution=True, augmentation=EVERY_DISTORTION
+    )
+    with pytest.raises(TypeError):
+        recipe_for(1, learning_rate=0.1)
+
+
+def test_the_description_names_every_setting() -> None:
+    text = recipe_for(10).describe()
+    assert text.count("\n") == 1
+    for name in ("epoch", "seed", "batch", "AdamW", "Muon", "weight decay", "warm-up", "smoothing", "first layer"):
+        assert name in text
+    assert "rotation_degrees 5" in text and "5 test-time view(s)" in text
+    assert len(fields(Recipe)) == 14, "a new field: say it in describe() and in the README's recipe table"

@@ -1,0 +1,41 @@
+"""mnist_cnn/scoring.py: accuracy, loss and predictions with one view or five, the confusion matrix, per digit."""
+
+import pytest
+import torch
+
+import train
+from mnist_cnn.checkpoint import load_checkpoint
+from mnist_cnn.data import load_mnist
+from mnist_cnn.device import autocast_dtype
+from mnist_cnn.scoring import confusion_matrix, per_class_accuracy, score
+from model import MnistCNN
+
+
+@pytest.mark.parametrize("views", [1, 5])
+def test_score_counts_the_predictions_right(views: int) -> None:
+    model = MnistCNN()
+    images, labels = torch.randn(25, 1, 28, 28), torch.arange(25) % 10
+    scored = score(model, images, labels, None, views)
+    assert scored.predicted.shape == (25,)
+    assert scored.accuracy == pytest.approx(100 * (scored.predicted == labels).float().mean().item())
+    assert scored.loss > 0
+
+
+def test_checkpoint_reproduces_both_stored_test_accuracies(trained: train.TrainResult, data_dir: str) -> None:
+    cpu = torch.device("cpu")
+    model, metadata = load_checkpoint(trained.checkpoint_path, cpu)
+    images, labels = load_mnist(data_dir, train=False, device=cpu)
+    metrics = metadata["metrics"]
+    for views, key in ((5, "test_accuracy"), (1, "test_accuracy_one_view")):
+        assert score(model, images, labels, autocast_dtype(cpu), views).accuracy == pytest.approx(
+            metrics[key], abs=1e-9
+        )
+
+
+def test_confusion_matrix_counts_pairs_and_per_class_accuracy_reads_its_rows() -> None:
+    labels, predicted = torch.tensor([0, 0, 1, 9]), torch.tensor([0, 1, 1, 9])
+    matrix = confusion_matrix(labels, predicted)
+    assert matrix.shape == (10, 10) and matrix.sum() == 4
+    assert matrix[0, 0] == 1 and matrix[0, 1] == 1 and matrix[1, 1] == 1 and matrix[9, 9] == 1
+    accuracy = per_class_accuracy(matrix)
+    assert accuracy[0] == 50 and accuracy[1] == 100 and accuracy[9] == 100
