@@ -34,6 +34,11 @@ class ExportCheckError(Exception):
     """The exported file fails one of its checks."""
 
 
+def stored_accuracy_key(views: int) -> str:
+    """Return the key of a checkpoint's metrics that holds the test accuracy with views views."""
+    return "test_accuracy" if views > 1 else "test_accuracy_one_view"
+
+
 def onnx_bytes(model: nn.Module, views: int, metadata: dict) -> bytes:
     """Return model, reading views views of each image, exported by torch.onnx's dynamo exporter as one ONNX file
     with a dynamic batch and metadata.
@@ -51,7 +56,7 @@ def onnx_bytes(model: nn.Module, views: int, metadata: dict) -> bytes:
     )
     proto = program.model_proto
     properties = {
-        "test_accuracy": str(metadata.get("metrics", {}).get("test_accuracy", "unknown")),
+        "test_accuracy": str(metadata.get("metrics", {}).get(stored_accuracy_key(views), "unknown")),
         "mean": str(MNIST_MEAN),
         "std": str(MNIST_STD),
         "source_checkpoint": metadata["source_checkpoint"],

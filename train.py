@@ -1,36 +1,31 @@
 """Train MnistCNN on MNIST with one recipe, score it on the 10,000 test images and save a timestamped checkpoint.
 
-The file reads top to bottom: the command line and the recipe it gives, the loss-weighted draw,
-one epoch, a whole run (fit), then training, scoring and saving, and main. The data set lives in
-memory as one tensor on the training device, and batches are index slices of it.
-
-What a run trains on: until the middle of the run (a one-epoch run: its middle step; a longer run:
-the first epoch that starts at or after the middle) each epoch is a shuffled pass over every
-training image. From there the images are drawn with replacement, half of the chance by each
-image's last loss (hard examples), so some images come round several times and others not at all:
-in a default one-epoch run about 13,400 of the 60,000 images (22%) are never trained on.
+With --validation N it holds out the last N training images instead, trains on the rest, scores on
+those and never reads the test files: the split on which recipes are compared. The file reads top
+to bottom: the command line and its recipe, one epoch, a whole run (fit), training with scoring and
+saving, main. The data set lives in memory as one tensor on the device; batches are index slices.
+From the middle of a run images are drawn by their last loss (mnist_cnn/hard_examples.py), so a
+one-epoch run does not train on every image.
 """
 
 import argparse
-import datetime
 import math
 import sys
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from mnist_cnn import cli
 from mnist_cnn.augment import augment
-from mnist_cnn.card import model_card
-from mnist_cnn.checkpoint import MODELS_DIR, run_metadata, save_checkpoint
-from mnist_cnn.cli import percentage, positive_float, positive_int, wants_progress
-from mnist_cnn.data import DataError, add_data_option, load_mnist
+from mnist_cnn.checkpoint import MODELS_DIR, run_metadata, save_run
+from mnist_cnn.data import DataError, add_data_option, load_training_and_scoring_sets
 from mnist_cnn.device import DeviceError, add_device_option, autocast_dtype, keep_freed_memory, pick_device
 from mnist_cnn.files import WriteError, check_writable_folder
+from mnist_cnn.hard_examples import draw_by_loss, hard_example_start
 from mnist_cnn.optim import make_scheduled_optimizers
 from mnist_cnn.recipe import Recipe, recipe_for
 from mnist_cnn.scoring import confusion_matrix, per_class_accuracy, score
@@ -45,55 +40,30 @@ class DivergenceError(Exception):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the command line of train.py; options left unset keep the recipe's value for the epochs."""
-    defaults = recipe_for(1)
+    """Parse the command line of train.py; recipe options left unset keep the recipe's value for the epochs."""
+    recipe = recipe_for(1)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=positive_int, default=1, help="passes over the training set (default: 1)")
-    parser.add_argument("--seed", type=int, help=f"seed for initialisation and shuffling (default: {defaults.seed})")
-    parser.add_argument("--batch-size", type=positive_int, help=f"batch size (default: {defaults.batch_size})")
-    parser.add_argument(
-        "--adamw-lr", "--lr", type=positive_float, help=f"peak learning rate of AdamW (default: {defaults.adamw_lr})"
-    )
-    parser.add_argument(
-        "--muon-lr", type=positive_float, help=f"peak learning rate of Muon (default: {defaults.muon_lr})"
-    )
-    parser.add_argument(
-        "--full-resolution",
-        action=argparse.BooleanOptionalAction,
-        help="first layer at full resolution (default: from 3 epochs, as mnist_cnn/recipe.py says)",
-    )
+    add = parser.add_argument
+    add("--epochs", type=cli.positive_int, default=1, help="passes over the training set (default: 1)")
+    add("--seed", type=int, help=f"seed for initialisation and shuffling (default: {recipe.seed})")
+    add("--batch-size", type=cli.positive_int, help=f"batch size (default: {recipe.batch_size})")
+    add("--adamw-lr", "--lr", type=cli.positive_float, help=f"AdamW's peak learning rate (default: {recipe.adamw_lr})")
+    add("--muon-lr", type=cli.positive_float, help=f"Muon's peak learning rate (default: {recipe.muon_lr})")
+    cli.add_recipe_override_option(parser)
+    cli.add_validation_option(parser)
     add_data_option(parser)
     add_device_option(parser)
-    parser.add_argument("--out-dir", type=Path, default=MODELS_DIR, help="folder for the checkpoint (default: models)")
-    parser.add_argument("--min-accuracy", type=percentage, help="after saving, exit 1 if test accuracy (%%) is below")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (also off when not a terminal)")
+    add("--out-dir", type=Path, default=MODELS_DIR, help="folder for the checkpoint (default: models)")
+    add("--min-accuracy", type=cli.percentage, help="after saving, exit 1 if the accuracy (%%) is below")
+    add("--no-progress", action="store_true", help="no progress bars (also off when not a terminal)")
     return parser.parse_args(argv)
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
-    """Return the recipe for args.epochs with every recipe option given on the command line in place."""
-    names = ("seed", "batch_size", "adamw_lr", "muon_lr", "full_resolution")
-    return recipe_for(args.epochs, **{name: getattr(args, name) for name in names if getattr(args, name) is not None})
-
-
-def hard_example_start(recipe: Recipe, epoch: int, steps: int) -> int | None:
-    """Return the step of epoch (0-based) from which its images are drawn by their losses, or None for a shuffled pass.
-
-    A one-epoch run starts at recipe.hard_examples_from of its steps; a longer run draws whole
-    epochs, from the first whose start is at or after that share of the run.
-    """
-    if recipe.epochs == 1:
-        return int(steps * recipe.hard_examples_from)
-    return 0 if epoch >= recipe.epochs * recipe.hard_examples_from else None
-
-
-def draw_by_loss(example_losses: torch.Tensor, count: int, share: float, generator: torch.Generator) -> torch.Tensor:
-    """Return count image indices drawn with replacement, on the CPU: share of the chance in proportion to
-    example_losses (each image's loss when last trained on), the rest evenly.
-    """
-    losses = example_losses.float().cpu()
-    weights = (1 - share) / len(losses) + share * losses / losses.sum().clamp_min(1e-12)
-    return torch.multinomial(weights, count, replacement=True, generator=generator)
+    """Return the recipe for args.epochs with every recipe option given on the command line (--set last) in place."""
+    options = {name: getattr(args, name) for name in ("seed", "batch_size", "adamw_lr", "muon_lr")}
+    given = {name: value for name, value in options.items() if value is not None}
+    return recipe_for(args.epochs, **(given | dict(args.overrides)))
 
 
 def train_epoch(
@@ -109,13 +79,10 @@ def train_epoch(
 ) -> tuple[float, float, list[float]]:
     """Take ceil(len(images) / batch size) steps; return the mean loss, the accuracy in % and the loss curve.
 
-    The images come shuffled; from step hard_from on (None: never) they are drawn by
-    example_losses instead (draw_by_loss). Each image's loss without label smoothing is written to
-    example_losses (one per image, on the device) whenever it is trained on.
-
-    The curve is the mean loss of each of CURVE_POINTS equal parts of the epoch. The running sums
-    stay on the device and are copied at each part's end, where the loss is also checked for
-    divergence (DivergenceError), so no step but those waits for the device.
+    The images come shuffled, from step hard_from on (None: never) drawn by example_losses, where each
+    image's loss (no label smoothing) is written when it is trained on. The curve is the mean loss of
+    each of CURVE_POINTS parts of the epoch; the sums stay on the device and are read, and checked for
+    divergence, only at each part's end, so no other step waits for the device.
     """
     count, device, batch_size = len(images), images.device, recipe.batch_size
     if hard_from == 0:
@@ -142,10 +109,8 @@ def train_epoch(
         example_losses[batch] = F.cross_entropy(logits.detach().float(), targets, reduction="none")
         if step + 1 in part_ends:
             if not torch.isfinite(loss_sum):
-                raise DivergenceError(
-                    f"training diverged: the loss is {loss_sum.item()} by step {step + 1} of {steps} in {description}; "
-                    "try a lower --adamw-lr or --muon-lr"
-                )
+                where = f"by step {step + 1} of {steps} in {description}"
+                raise DivergenceError(f"training diverged: the loss is {loss_sum.item()} {where}; try a lower --lr")
             part_sums.append(loss_sum.clone())
             part_seen.append(min((step + 1) * batch_size, count))
             if progress:
@@ -202,59 +167,52 @@ class TrainResult:
 
 
 def run_training(recipe: Recipe, args: argparse.Namespace) -> TrainResult:
-    """Train as recipe says, score on the test set with one view and with the recipe's views, save; return the files."""
-    progress = wants_progress(args.no_progress)
+    """Train as recipe says, score with one view and the recipe's views on the test (or validation) split, save."""
+    progress = cli.wants_progress(args.no_progress)
     device = pick_device(args.device)
     amp_dtype = autocast_dtype(device)
     check_writable_folder(args.out_dir)
-    train_images, train_labels = load_mnist(args.data_dir, train=True, device=device)
-    test_images, test_labels = load_mnist(args.data_dir, train=False, device=device)
-
+    split, (train_images, train_labels), (eval_images, eval_labels) = load_training_and_scoring_sets(
+        args.data_dir, device, args.validation
+    )
     fitted = fit(recipe, train_images, train_labels, progress)
-    one_view = score(fitted.model, test_images, test_labels, amp_dtype, 1, progress)
+    one_view = score(fitted.model, eval_images, eval_labels, amp_dtype, 1, progress)
     start = time.perf_counter()
-    tested = score(fitted.model, test_images, test_labels, amp_dtype, recipe.test_time_views, progress)
+    scored = score(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views, progress)
     eval_seconds = time.perf_counter() - start
-
     metrics = {
-        "test_accuracy": tested.accuracy,
-        "test_loss": tested.loss,
-        "test_views": recipe.test_time_views,
-        "test_accuracy_one_view": one_view.accuracy,
-        "test_loss_one_view": one_view.loss,
+        "split": split,
+        f"{split}_images": len(eval_images),
+        f"{split}_views": recipe.test_time_views,
+        f"{split}_accuracy": scored.accuracy,
+        f"{split}_loss": scored.loss,
+        f"{split}_accuracy_one_view": one_view.accuracy,
+        f"{split}_loss_one_view": one_view.loss,
+        "per_class_accuracy": per_class_accuracy(confusion_matrix(eval_labels, scored.predicted)),
         "train_accuracy": fitted.train_accuracy,
         "train_loss": fitted.train_loss,
+        "train_loss_curve": fitted.loss_curve,
         "train_images": len(train_images),
         "train_seconds": fitted.train_seconds,
         "train_images_per_second": recipe.epochs * len(train_images) / fitted.train_seconds,
         "eval_seconds": eval_seconds,
-        "train_loss_curve": fitted.loss_curve,
-        "per_class_accuracy": per_class_accuracy(confusion_matrix(test_labels, tested.predicted)),
     }
-    config = {
-        "data_dir": str(args.data_dir),
-        "device": args.device,
-        "resolved_device": str(device),
-        "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype else None,
-    }
+    amp = str(amp_dtype).removeprefix("torch.") if amp_dtype else None
+    config = {"data_dir": str(args.data_dir), "validation": args.validation, "device": str(device), "autocast": amp}
     metadata = run_metadata(metrics, recipe, config, fitted.model)
-    state = {name: tensor.cpu() for name, tensor in fitted.model.state_dict().items()}
-    stamp = datetime.datetime.fromisoformat(metadata["timestamp"]).strftime("%Y%m%d-%H%M%S")
-    card = partial(model_card, metadata, fitted.model)
-    paths = save_checkpoint(args.out_dir, stamp, {"model_state_dict": state, **metadata}, metadata, card)
-    return TrainResult(*paths, metadata)
+    return TrainResult(*save_run(args.out_dir, fitted.model, metadata), metadata)
 
 
 def print_summary(result: TrainResult) -> None:
     """Print the run's figures and where its files are."""
     metrics = result.metadata["metrics"]
-    views = metrics["test_views"]
+    split = metrics["split"]
+    accuracy, loss, views, images = (metrics[f"{split}_{key}"] for key in ("accuracy", "loss", "views", "images"))
+    one_view, one_view_loss = metrics[f"{split}_accuracy_one_view"], metrics[f"{split}_loss_one_view"]
     print(f"parameters       {result.metadata['num_parameters']:,}")
     print(f"train accuracy   {metrics['train_accuracy']:.2f}%  (loss {metrics['train_loss']:.4f}, over the last epoch)")
-    print(f"test accuracy    {metrics['test_accuracy']:.2f}%  (loss {metrics['test_loss']:.4f}, {views} views)")
-    print(
-        f"                 {metrics['test_accuracy_one_view']:.2f}%  (loss {metrics['test_loss_one_view']:.4f}, 1 view)"
-    )
+    print(f"{split + ' accuracy':<16} {accuracy:.2f}%  (loss {loss:.4f}, {views} views; {images:,} images)")
+    print(f"{'':<16} {one_view:.2f}%  (loss {one_view_loss:.4f}, 1 view)")
     print(f"training time    {metrics['train_seconds']:.2f} s  ({metrics['train_images_per_second']:,.0f} images/s)")
     print(f"checkpoint       {result.checkpoint_path}")
     print(f"metadata         {result.metadata_path}")
@@ -278,9 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: no checkpoint written", file=sys.stderr)
         return 130
     print_summary(result)
-    accuracy = result.metadata["metrics"]["test_accuracy"]
+    split = result.metadata["metrics"]["split"]
+    accuracy = result.metadata["metrics"][f"{split}_accuracy"]
     if args.min_accuracy is not None and accuracy < args.min_accuracy:
-        print(f"error: test accuracy {accuracy:.2f}% is below --min-accuracy {args.min_accuracy:.2f}%", file=sys.stderr)
+        print(f"error: {split} accuracy {accuracy:.2f}% is below --min-accuracy {args.min_accuracy}%", file=sys.stderr)
         return 1
     return 0
 

@@ -30,7 +30,8 @@ def layer_rows(model: MnistCNN) -> list[tuple[str, str, int]]:
 
 def front_matter(metadata: dict) -> str:
     """Return the card's YAML front matter in the form Hugging Face reads, with the test accuracy as a result."""
-    accuracy = metadata["metrics"]["test_accuracy"]
+    split = metadata["metrics"]["split"]
+    accuracy = metadata["metrics"][f"{split}_accuracy"]
     views = metadata["recipe"]["test_time_views"]
     fields = {
         "license": "mit",
@@ -44,7 +45,7 @@ def front_matter(metadata: dict) -> str:
                 "results": [
                     {
                         "task": {"type": "image-classification", "name": "Image classification"},
-                        "dataset": {"name": "MNIST", "type": "mnist", "split": "test"},
+                        "dataset": {"name": "MNIST", "type": "mnist", "split": split},
                         "metrics": [
                             {
                                 "type": "accuracy",
@@ -63,6 +64,12 @@ def front_matter(metadata: dict) -> str:
 def model_card(metadata: dict, model: MnistCNN, name: str) -> str:
     """Return the model card of the checkpoint called name, built from its metadata and weights alone."""
     metrics, config, recipe = metadata["metrics"], metadata["config"], metadata["recipe"]
+    split = metrics["split"]
+    evaluated_on = (
+        "the 10,000 MNIST test images, which never trained the model nor chose its recipe"
+        if split == "test"
+        else f"the last {metrics['validation_images']:,} MNIST training images, held out (the validation split)"
+    )
     versions, machine = metadata["versions"], metadata.get("machine", {})
     layers = "\n".join(f"| `{layer}` | {shape} | {count:,} |" for layer, shape, count in layer_rows(model))
     per_class = "\n".join(
@@ -129,13 +136,12 @@ default: the image and its four one-pixel shifts, logits averaged (`--views 1` t
 
 ## Evaluation
 
-On the 10,000 MNIST test images, which never trained the model nor chose its recipe:
-test accuracy **{metrics["test_accuracy"]:.2f}%**, test loss {metrics["test_loss"]:.4f} (cross-entropy) with
-{recipe["test_time_views"]} views; {metrics["test_accuracy_one_view"]:.2f}% and {metrics["test_loss_one_view"]:.4f} with
-the image alone.
+On {evaluated_on}: {split} accuracy **{metrics[f"{split}_accuracy"]:.2f}%**, {split} loss
+{metrics[f"{split}_loss"]:.4f} (cross-entropy) with {recipe["test_time_views"]} views;
+{metrics[f"{split}_accuracy_one_view"]:.2f}% and {metrics[f"{split}_loss_one_view"]:.4f} with the image alone.
 Train accuracy over the last epoch, while training with label smoothing: {metrics["train_accuracy"]:.2f}%.
 
-| digit | test accuracy |
+| digit | {split} accuracy |
 | --- | --- |
 {per_class}
 

@@ -9,10 +9,12 @@ import platform
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from mnist_cnn.card import model_card
 from mnist_cnn.device import cpu_model
 from mnist_cnn.files import WriteError, strict_json, temporary_path
 from mnist_cnn.recipe import Recipe
@@ -158,6 +160,16 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+def save_run(out_dir: Path, model: MnistCNN, metadata: dict) -> tuple[Path, Path]:
+    """Save a trained model with its run's metadata (run_metadata) and model card under a fresh timestamped name;
+    return the paths of the checkpoint and of its JSON.
+    """
+    state = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
+    stamp = datetime.datetime.fromisoformat(metadata["timestamp"]).strftime("%Y%m%d-%H%M%S")
+    card = partial(model_card, metadata, model)
+    return save_checkpoint(out_dir, stamp, {"model_state_dict": state, **metadata}, metadata, card)
 
 
 def run_metadata(metrics: dict, recipe: Recipe, config: dict, model: MnistCNN) -> dict:

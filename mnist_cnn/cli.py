@@ -1,4 +1,4 @@
-"""What the scripts' command lines share: checked value types, the --views option, when to draw progress bars."""
+"""What the command lines share: checked value types, --views, --validation, --set, when to draw progress bars."""
 
 import argparse
 import math
@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 
 from mnist_cnn.inference import VIEW_CHOICES
+from mnist_cnn.recipe import parse_override
 
 
 def checked_number(
@@ -47,3 +48,34 @@ def add_views_option(parser: argparse.ArgumentParser) -> None:
 def wants_progress(no_progress: bool) -> bool:
     """Return whether to draw progress bars: unless --no-progress, and only when stderr is a terminal."""
     return not no_progress and sys.stderr.isatty()
+
+
+def add_validation_option(parser: argparse.ArgumentParser) -> None:
+    """Add --validation N, which trains without the last N training images and scores on them instead."""
+    parser.add_argument(
+        "--validation",
+        type=positive_int,
+        metavar="N",
+        help="hold out the last N training images, score on them and never read the test set (default: off)",
+    )
+
+
+def recipe_override(text: str) -> tuple[str, object]:
+    """Parse FIELD=VALUE for argparse: a field of the recipe and its new value."""
+    try:
+        return parse_override(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_recipe_override_option(parser: argparse.ArgumentParser) -> None:
+    """Add --set FIELD=VALUE, repeatable, which changes any number or true/false field of the recipe."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        type=recipe_override,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a field of the recipe (mnist_cnn/recipe.py), e.g. --set label_smoothing=0.05; repeatable",
+    )

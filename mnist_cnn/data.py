@@ -114,3 +114,18 @@ def load_mnist(data_dir: str, train: bool, device: torch.device) -> tuple[torch.
     images = pixels.view(count, 1, IMAGE_SIDE, IMAGE_SIDE).to(device=device, dtype=torch.float32)
     images = images.div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)
     return images.contiguous(memory_format=torch.channels_last), labels.to(device)
+
+
+def load_training_and_scoring_sets(
+    data_dir: str, device: torch.device, validation: int | None
+) -> tuple[str, tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Return the name of the split that scores a run ("test" or "validation"), the (images, labels) to train on
+    and those to score on: the test set, or with validation the last validation training images, held out (the
+    test files are then never read).
+    """
+    images, labels = load_mnist(data_dir, train=True, device=device)
+    if not validation:
+        return "test", (images, labels), load_mnist(data_dir, train=False, device=device)
+    if validation >= len(images):
+        raise DataError(f"--validation {validation:,} leaves no training image: MNIST has {len(images):,}")
+    return "validation", (images[:-validation], labels[:-validation]), (images[-validation:], labels[-validation:])

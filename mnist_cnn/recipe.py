@@ -90,10 +90,14 @@ def recipe_for(epochs: int, **overrides: object) -> Recipe:
     return replace(recipe, **overrides)
 
 
-def recipe_from_dict(values: dict) -> Recipe:
-    """Return the Recipe stored as a dict (asdict) in a run's JSON; unknown keys are ignored."""
-    known = {item.name for item in fields(Recipe)}
-    values = {key: value for key, value in values.items() if key in known}
-    if isinstance(values.get("augmentation"), dict):
-        values["augmentation"] = Augmentation(**values["augmentation"])
-    return Recipe(**values)
+def parse_override(text: str) -> tuple[str, object]:
+    """Return (field, value) from 'field=value' for a number or true/false field of Recipe; raise ValueError."""
+    name, _, value = text.partition("=")
+    kinds = {item.name: type(item.default) for item in fields(Recipe) if not isinstance(item.default, Augmentation)}
+    if name not in kinds or not value:
+        raise ValueError(f"expected FIELD=VALUE with FIELD one of {', '.join(kinds)}, got {text!r}")
+    if kinds[name] is bool:
+        if value.lower() not in ("true", "false"):
+            raise ValueError(f"{name} takes true or false, got {value!r}")
+        return name, value.lower() == "true"
+    return name, kinds[name](value)

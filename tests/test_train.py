@@ -65,7 +65,7 @@ def test_same_seed_gives_same_weights(data_dir: str) -> None:
 
 def test_command_line_options_override_the_recipe_for_the_epochs() -> None:
     args = train.parse_args(
-        ["--epochs", "3", "--lr", "0.01", "--muon-lr", "0.2", "--no-full-resolution", "--seed", "4"]
+        ["--epochs", "3", "--lr", "0.01", "--muon-lr", "0.2", "--set", "full_resolution=false", "--seed", "4"]
     )
     recipe = train.recipe_from_args(args)
     assert recipe == recipe_for(3, adamw_lr=0.01, muon_lr=0.2, full_resolution=False, seed=4)
@@ -153,7 +153,7 @@ def test_min_accuracy_sets_exit_status(
                 ],
                 1.0,
             )
-            | {"test_accuracy": accuracy, "test_views": 5},
+            | {"test_accuracy": accuracy, "test_views": 5, "test_images": 10_000, "split": "test"},
         },
     )
     monkeypatch.setattr(train, "run_training", lambda recipe, args: result)
@@ -167,7 +167,8 @@ def test_help_exits_zero() -> None:
         "--epochs",
         "--batch-size",
         "--adamw-lr",
-        "--full-resolution",
+        "--set",
+        "--validation",
         "--muon-lr",
         "--seed",
         "--data-dir",
@@ -245,7 +246,7 @@ def test_divergence_stops_with_one_line_and_no_checkpoint(data_dir: str, tmp_pat
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert re.fullmatch(
         r"error: training diverged: the loss is (nan|inf) by step \d+ of 375 in epoch 1/1; "
-        r"try a lower --adamw-lr or --muon-lr",
+        r"try a lower --lr",
         lines[0],
     )
     assert not out_dir.exists()
@@ -284,3 +285,38 @@ def test_bad_mnist_file_exits_two_without_writing(bad_labels_dir: str, tmp_path:
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert BAD_LABELS_MESSAGE in result.stderr and "Traceback" not in result.stderr
     assert not out_dir.exists()
+
+
+def test_validation_run_never_reads_the_test_files(data_dir: str, tmp_path: Path) -> None:
+    raw = tmp_path / "train-only" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES[:2]:
+        (raw / name).symlink_to(Path(data_dir).resolve() / "MNIST" / "raw" / name)
+    out_dir = tmp_path / "out"
+    args = ["--validation", "10000", "--data-dir", str(raw.parents[1]), "--out-dir", str(out_dir), "--no-progress"]
+    result = run_script("train.py", *args, env=offline_env())
+    assert result.returncode == 0, result.stderr
+    assert "validation accuracy" in result.stdout and "10,000 images" in result.stdout
+    metrics = json.loads(next(out_dir.glob("*.json")).read_text())["metrics"]
+    assert metrics["split"] == "validation" and metrics["validation_images"] == 10_000
+    assert metrics["train_images"] == 50_000 and metrics["validation_accuracy"] > MIN_ACCURACY
+    assert "test_accuracy" not in metrics
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "learning_rate=0.1"], "expected FIELD=VALUE with FIELD one of"),
+        (["--set", "full_resolution=maybe"], "full_resolution takes true or false"),
+        (["--set", "batch_size=1.5"], "invalid literal for int()"),
+    ],
+)
+def test_bad_recipe_overrides_exit_two(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exited:
+        train.main(args)
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_validation_as_large_as_the_training_set_exits_two(data_dir: str, capsys: pytest.CaptureFixture) -> None:
+    assert train.main(["--validation", "60000", "--data-dir", data_dir, "--no-progress"]) == 2
+    assert "leaves no training image" in capsys.readouterr().err

@@ -1,7 +1,9 @@
-"""Benchmark train.py's recipe: test accuracy over seeds (one view and five), robustness, speed, the input path.
+"""Benchmark a recipe: accuracy over seeds (one view and five), robustness, speed, and the conventional input path.
 
-Run it from the repository's root as python -m tools.bench. Prints a markdown table; --json PATH
-also writes the figures as JSON.
+Run it from the repository's root as python -m tools.bench. It scores on the test set, or with
+--validation N on the last N training images held out (the test files are then never read);
+--set FIELD=VALUE changes a field of the recipe. Prints a markdown table; --json PATH also writes
+the figures as JSON.
 """
 
 import argparse
@@ -19,9 +21,9 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
 import train
-from mnist_cnn.cli import positive_int
+from mnist_cnn.cli import add_recipe_override_option, add_validation_option, positive_int
 from mnist_cnn.corruptions import SUITE
-from mnist_cnn.data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_training_and_scoring_sets
 from mnist_cnn.device import DeviceError, add_device_option, autocast_dtype, cpu_model, keep_freed_memory, pick_device
 from mnist_cnn.files import WriteError, check_writable_folder, strict_json, write_file
 from mnist_cnn.optim import make_scheduled_optimizers
@@ -58,57 +60,69 @@ def conventional_epoch_seconds(data_dir: str, train_images: int, device: torch.d
     return time.perf_counter() - start
 
 
-def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device, epochs: int = 1) -> dict:
-    """Train recipe_for(epochs) once per seed, score it clean (one view and the recipe's views) and under the
-    corruption suite, time it and the conventional path (one epoch); return every figure.
+def run_benchmark(
+    seeds: int,
+    quick: bool,
+    data_dir: str,
+    device: torch.device,
+    epochs: int = 1,
+    validation: int | None = None,
+    overrides: dict | None = None,
+) -> dict:
+    """Train recipe_for(epochs, **overrides) once per seed, score it (one view and the recipe's views) on the test
+    set or the validation split and under the corruption suite, time it and the conventional path (one epoch);
+    return every figure.
     """
-    train_images, train_labels = load_mnist(data_dir, train=True, device=device)
-    test_images, test_labels = load_mnist(data_dir, train=False, device=device)
+    overrides = overrides or {}
+    split, (train_images, train_labels), (eval_images, eval_labels) = load_training_and_scoring_sets(
+        data_dir, device, validation
+    )
     if quick:
         train_images, train_labels = train_images[:QUICK_TRAIN_IMAGES], train_labels[:QUICK_TRAIN_IMAGES]
-        test_images, test_labels = test_images[:QUICK_TEST_IMAGES], test_labels[:QUICK_TEST_IMAGES]
+        eval_images, eval_labels = eval_images[:QUICK_TEST_IMAGES], eval_labels[:QUICK_TEST_IMAGES]
     accuracies, one_view, train_seconds, eval_seconds, corruptions = [], [], [], [], []
     amp_dtype = autocast_dtype(device)
     for seed in range(seeds):
-        recipe = recipe_for(epochs, seed=seed)
+        recipe = recipe_for(epochs, **{**overrides, "seed": seed})
         with contextlib.redirect_stdout(sys.stderr):
             fitted = train.fit(recipe, train_images, train_labels)
-        one_view.append(score(fitted.model, test_images, test_labels, amp_dtype, 1).accuracy)
+        one_view.append(score(fitted.model, eval_images, eval_labels, amp_dtype, 1).accuracy)
         start = time.perf_counter()
-        accuracies.append(score(fitted.model, test_images, test_labels, amp_dtype, recipe.test_time_views).accuracy)
+        accuracies.append(score(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views).accuracy)
         eval_seconds.append(time.perf_counter() - start)
         train_seconds.append(fitted.train_seconds / epochs)
         corruptions.append(
-            corruption_accuracies(fitted.model, test_images, test_labels, amp_dtype, recipe.test_time_views)
+            corruption_accuracies(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views)
         )
         suite_mean = statistics.mean(corruptions[-1].values())
         print(
-            f"seed {seed}: test accuracy {accuracies[-1]:.2f}% ({one_view[-1]:.2f}% one view), "
+            f"seed {seed}: {split} accuracy {accuracies[-1]:.2f}% ({one_view[-1]:.2f}% one view), "
             f"corruption mean {suite_mean:.2f}%, training loop {fitted.train_seconds:.2f} s",
             file=sys.stderr,
         )
     per_corruption = {name: statistics.mean(seed_figures[name] for seed_figures in corruptions) for name in SUITE}
     worst = min(per_corruption, key=per_corruption.get)
-    conventional = conventional_epoch_seconds(data_dir, len(train_images), device, recipe_for(epochs))
+    conventional = conventional_epoch_seconds(data_dir, len(train_images), device, recipe)
     epoch_seconds = statistics.median(train_seconds)
     return {
         "quick": quick,
         "seeds": seeds,
         "epochs": epochs,
-        "recipe": asdict(recipe_for(epochs)),
+        "recipe": asdict(recipe_for(epochs, **overrides)),
+        "split": split,
         "train_images": len(train_images),
-        "test_images": len(test_images),
+        "eval_images": len(eval_images),
         "parameters": count_parameters(fitted.model),
         "views": recipe.test_time_views,
-        "test_accuracy_mean": statistics.mean(accuracies),
-        "test_accuracy_std": statistics.stdev(accuracies) if seeds > 1 else 0.0,
-        "test_accuracy_min": min(accuracies),
-        "test_accuracy_max": max(accuracies),
-        "test_accuracies": accuracies,
-        "test_accuracy_one_view_mean": statistics.mean(one_view),
-        "test_accuracy_one_view_min": min(one_view),
-        "test_accuracy_one_view_max": max(one_view),
-        "test_accuracies_one_view": one_view,
+        "accuracy_mean": statistics.mean(accuracies),
+        "accuracy_std": statistics.stdev(accuracies) if seeds > 1 else 0.0,
+        "accuracy_min": min(accuracies),
+        "accuracy_max": max(accuracies),
+        "accuracies": accuracies,
+        "accuracy_one_view_mean": statistics.mean(one_view),
+        "accuracy_one_view_min": min(one_view),
+        "accuracy_one_view_max": max(one_view),
+        "accuracies_one_view": one_view,
         "corruption_accuracies": per_corruption,
         "corruption_mean": statistics.mean(per_corruption.values()),
         "corruption_worst": per_corruption[worst],
@@ -129,18 +143,18 @@ def run_benchmark(seeds: int, quick: bool, data_dir: str, device: torch.device, 
 
 def markdown_table(figures: dict) -> str:
     """Return the figures as a two-column markdown table."""
-    seeds = figures["seeds"]
+    seeds, split = figures["seeds"], figures["split"].capitalize()
     rows = [
         ("Parameters", f"{figures['parameters']:,}"),
         (
-            f"Test accuracy with {figures['views']} views, mean ± std over {seeds} seeds",
-            f"{figures['test_accuracy_mean']:.2f}% ± {figures['test_accuracy_std']:.2f}",
+            f"{split} accuracy with {figures['views']} views, mean ± std over {seeds} seeds",
+            f"{figures['accuracy_mean']:.2f}% ± {figures['accuracy_std']:.2f}",
         ),
-        ("Test accuracy, min / max", f"{figures['test_accuracy_min']:.2f}% / {figures['test_accuracy_max']:.2f}%"),
+        (f"{split} accuracy, min / max", f"{figures['accuracy_min']:.2f}% / {figures['accuracy_max']:.2f}%"),
         (
-            "Test accuracy with one view, mean (min / max)",
-            f"{figures['test_accuracy_one_view_mean']:.2f}% ({figures['test_accuracy_one_view_min']:.2f}% / "
-            f"{figures['test_accuracy_one_view_max']:.2f}%)",
+            f"{split} accuracy with one view, mean (min / max)",
+            f"{figures['accuracy_one_view_mean']:.2f}% ({figures['accuracy_one_view_min']:.2f}% / "
+            f"{figures['accuracy_one_view_max']:.2f}%)",
         ),
         (f"Corruption suite ({len(SUITE)} corruptions), mean accuracy", f"{figures['corruption_mean']:.2f}%"),
         (
@@ -150,7 +164,10 @@ def markdown_table(figures: dict) -> str:
         ("Epochs", str(figures["epochs"])),
         ("Training loop, one epoch (median)", f"{figures['epoch_seconds_median']:.2f} s"),
         ("Training images per second", f"{figures['images_per_second']:,.0f}"),
-        (f"Evaluation of {figures['test_images']:,} test images (median)", f"{figures['eval_seconds_median']:.3f} s"),
+        (
+            f"Scoring {figures['eval_images']:,} {figures['split']} images with {figures['views']} views (median)",
+            f"{figures['eval_seconds_median']:.3f} s",
+        ),
         ("Conventional input path, one epoch", f"{figures['conventional_epoch_seconds']:.2f} s"),
         ("Speed-up over the conventional path", f"{figures['speedup_over_conventional']:.1f}x"),
         ("Peak resident memory of the benchmark", f"{figures['peak_rss_mb']:,.0f} MB"),
@@ -172,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--epochs", type=positive_int, default=1, help="epochs per run, with the recipe for them (default: 1)"
     )
+    add_validation_option(parser)
+    add_recipe_override_option(parser)
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     add_data_option(parser)
     add_device_option(parser)
@@ -181,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.json:
             check_writable_folder(args.json.parent)
-        figures = run_benchmark(seeds, args.quick, args.data_dir, pick_device(args.device), args.epochs)
+        device = pick_device(args.device)
+        overrides = dict(args.overrides)
+        figures = run_benchmark(seeds, args.quick, args.data_dir, device, args.epochs, args.validation, overrides)
         print(markdown_table(figures))
         if args.json:
             write_file(args.json, strict_json(figures))
