@@ -7,6 +7,7 @@ IMAGE_SIDE = 28
 INPUT_SHAPE = (1, IMAGE_SIDE, IMAGE_SIDE)
 NUM_CLASSES = 10
 PARAMETER_BUDGET = 25_000
+CHANNELS = (16, 32, 48)
 
 
 def check_input_shape(images: torch.Tensor) -> None:
@@ -47,23 +48,25 @@ class MnistCNN(nn.Module):
 
     The first layer is a 5x5 convolution with stride 2, or with full_resolution a 3x3 convolution
     at 28x28, max-pooled, with batch norm: more work per image, which runs of several epochs can
-    afford (mnist_cnn/recipe.py says which run gets which).
+    afford (mnist_cnn/recipe.py says which run gets which). channels are the widths of the three
+    convolutions.
     """
 
-    def __init__(self, full_resolution: bool = False) -> None:
+    def __init__(self, full_resolution: bool = False, channels: tuple[int, int, int] = CHANNELS) -> None:
         super().__init__()
-        self.full_resolution = full_resolution
+        self.full_resolution, self.channels = full_resolution, tuple(channels)
+        first, second, third = channels
         if full_resolution:
-            first_layer = conv_pool_bn_relu(1, 16)
+            first_layer = conv_pool_bn_relu(1, first)
         else:
-            first_layer = [nn.Conv2d(1, 16, kernel_size=5, stride=2, padding=2), nn.ReLU(inplace=True)]
+            first_layer = [nn.Conv2d(1, first, kernel_size=5, stride=2, padding=2), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(
             PerImageStandardize(),
             *first_layer,  # 14x14
-            *conv_pool_bn_relu(16, 32),  # 7x7
-            *conv_pool_bn_relu(32, 48),  # 3x3
+            *conv_pool_bn_relu(first, second),  # 7x7
+            *conv_pool_bn_relu(second, third),  # 3x3
         )
-        self.classifier = nn.Linear(48 * 3 * 3, NUM_CLASSES)
+        self.classifier = nn.Linear(third * 3 * 3, NUM_CLASSES)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return the logits of each image; raise ValueError for any other input shape."""

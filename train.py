@@ -138,7 +138,7 @@ def fit(recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, progress: bo
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
     device = images.device
-    model = MnistCNN(recipe.full_resolution).to(device=device, memory_format=torch.channels_last).train()
+    model = MnistCNN(recipe.full_resolution, recipe.channels).to(device, memory_format=torch.channels_last).train()
     steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
     schedules = make_scheduled_optimizers(model, recipe, recipe.epochs * steps_per_epoch)
     take_step = make_step(model, schedules, recipe, autocast_dtype(device))

@@ -150,7 +150,7 @@ Train accuracy over the last epoch, while training with label smoothing: {metric
 - `{name}.pt`: the weights and this run's metadata. Load it with the project's
   `mnist_cnn.checkpoint.load_checkpoint(path, device)`, which calls `torch.load(path, weights_only=True)`
   (it never runs code from the file) and builds `MnistCNN(**checkpoint["architecture"])`, here
-  `MnistCNN(full_resolution={model.full_resolution})`.
+  `MnistCNN(full_resolution={model.full_resolution}, channels={model.channels})`.
 - `{name}.json`: the same metadata without the weights (strict JSON).
 - `{name}.onnx`: written by `python export.py --checkpoint {name}.pt`; runs with onnxruntime, NumPy
   and Pillow alone, no PyTorch needed. Its metadata holds the test accuracy, the mean and the std.

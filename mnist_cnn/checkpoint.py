@@ -112,10 +112,11 @@ def recorded_architecture(checkpoint: dict) -> dict | None:
     return None
 
 
-def load_checkpoint(path: Path, device: torch.device) -> tuple[MnistCNN, dict]:
+def load_checkpoint(path: Path | str, device: torch.device) -> tuple[MnistCNN, dict]:
     """Load path with torch.load(weights_only=True) only; return the model it records on device, in eval mode, and
     its metadata. Raise CheckpointError with one line saying why when it cannot be used.
     """
+    path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():
@@ -180,7 +181,7 @@ def run_metadata(metrics: dict, recipe: Recipe, config: dict, model: MnistCNN) -
         "metrics": metrics,
         "recipe": asdict(recipe),
         "config": config,
-        "architecture": {"full_resolution": model.full_resolution},
+        "architecture": {"full_resolution": model.full_resolution, "channels": list(model.channels)},
         "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
         "num_parameters": count_parameters(model),
         "timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

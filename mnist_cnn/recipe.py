@@ -2,6 +2,8 @@
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from model import CHANNELS
+
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -42,7 +44,8 @@ class Recipe:
     of the steps. From hard_examples_from (a share of the run, see train.hard_example_start) the
     images are drawn with replacement: hard_example_share of the chance in proportion to each
     image's last loss, the rest evenly. test_time_views is how many views of each image inference
-    averages by default: 1, or 5 (the image and its four one-pixel shifts).
+    averages by default: 1, or 5 (the image and its four one-pixel shifts). width scales the
+    model's channels (16, 32 and 48 at 1.0).
     """
 
     epochs: int = 1
@@ -55,10 +58,17 @@ class Recipe:
     warmup_fraction: float = 0.25
     label_smoothing: float = 0.1
     full_resolution: bool = False
+    width: float = 1.0
     augmentation: Augmentation = field(default=WHOLE_BATCH_SHIFT)
     hard_example_share: float = 0.5
     hard_examples_from: float = 0.5
     test_time_views: int = 5
+
+    @property
+    def channels(self) -> tuple[int, int, int]:
+        """Return the widths of the model's three convolutions: model.CHANNELS scaled by width."""
+        first, second, third = (max(1, round(channels * self.width)) for channels in CHANNELS)
+        return first, second, third
 
     def describe(self) -> str:
         """Return the recipe as two short lines for a run's log."""
@@ -68,8 +78,8 @@ class Recipe:
             f"recipe: {self.epochs} epoch(s), seed {self.seed}, batch {self.batch_size}, AdamW lr {self.adamw_lr:g}, "
             f"Muon lr {self.muon_lr:g} (momentum {self.muon_momentum:g}), weight decay {self.weight_decay:g}, "
             f"warm-up {self.warmup_fraction:g}, label smoothing {self.label_smoothing:g}\n"
-            f"        first layer {first_layer}; augmentation: {distortions or 'none'}; hard examples from "
-            f"{self.hard_examples_from:g} of the run at share {self.hard_example_share:g}; "
+            f"        first layer {first_layer}, channels {self.channels}; augmentation: {distortions or 'none'}; "
+            f"hard examples from {self.hard_examples_from:g} of the run at share {self.hard_example_share:g}; "
             f"{self.test_time_views} test-time view(s)"
         )
 
@@ -81,6 +91,23 @@ LENGTH_TABLE = (
     (1, False, WHOLE_BATCH_SHIFT),
     (3, True, EVERY_DISTORTION),
 )
+
+
+# What tune.py searches: each field with its lowest and highest value and how it is sampled
+# ("log": evenly in log scale, "linear", or "int" in steps of STEP_OF_INTS' value). Narrow it with
+# tune.py --fields and --range; every other field keeps recipe_for's value.
+SEARCH_SPACE = {
+    "adamw_lr": (0.005, 0.1, "log"),
+    "muon_lr": (0.02, 0.3, "log"),
+    "muon_momentum": (0.5, 0.95, "linear"),
+    "warmup_fraction": (0.05, 0.5, "linear"),
+    "batch_size": (64, 320, "int"),
+    "weight_decay": (1e-5, 1e-2, "log"),
+    "label_smoothing": (0.0, 0.2, "linear"),
+    "hard_example_share": (0.0, 0.8, "linear"),
+    "width": (0.25, 1.0, "linear"),
+}
+STEP_OF_INTS = {"batch_size": 32}
 
 
 def recipe_for(epochs: int, **overrides: object) -> Recipe:

@@ -38,7 +38,7 @@ def test_body_has_every_section_with_the_runs_figures(trained: train.TrainResult
     assert f"{metrics['test_accuracy_one_view']:.2f}% and {metrics['test_loss_one_view']:.4f} with" in body
     assert f"{trained.metadata['num_parameters']:,} parameters" in body
     assert f"`{name}.pt`" in body and f"`{name}.onnx`" in body and "weights_only=True" in body
-    assert "MnistCNN(full_resolution=False)" in body
+    assert "MnistCNN(full_resolution=False, channels=(16, 32, 48))" in body
     for digit, accuracy in enumerate(metrics["per_class_accuracy"]):
         assert f"| {digit} | {accuracy:.2f}% |" in body
     assert trained.metadata["versions"]["torch"] in body

@@ -213,3 +213,11 @@ def test_provenance_names_the_versions_and_the_commit() -> None:
     assert found["versions"]["torch"] == str(torch.__version__)
     commit = found["git_commit"]
     assert commit is None or (len(commit) == 40 and all(c in "0123456789abcdef" for c in commit))
+
+
+def test_loading_builds_the_recorded_channels(tmp_path: Path) -> None:
+    saved = MnistCNN(channels=(8, 16, 24)).eval()
+    architecture = {"full_resolution": False, "channels": [8, 16, 24]}
+    torch.save({"model_state_dict": saved.state_dict(), "architecture": architecture}, tmp_path / "narrow.pt")
+    model, _ = load_checkpoint(tmp_path / "narrow.pt", torch.device("cpu"))
+    assert model.channels == (8, 16, 24)

@@ -53,3 +53,9 @@ def test_eval_mode_reads_each_image_alone_as_training_mode_does(full_resolution:
         model.eval()
         alone = torch.cat([model(image[None]) for image in images])
         torch.testing.assert_close(model(images), alone, rtol=1e-4, atol=1e-5)
+
+
+def test_narrower_channels_mean_fewer_parameters() -> None:
+    narrow = MnistCNN(channels=(8, 16, 24))
+    assert count_parameters(narrow) < count_parameters(MnistCNN()) / 3
+    assert narrow(torch.randn(2, 1, 28, 28)).shape == (2, 10)

@@ -35,5 +35,10 @@ def test_the_description_names_every_setting() -> None:
     assert text.count("\n") == 1
     for name in ("epoch", "seed", "batch", "AdamW", "Muon", "weight decay", "warm-up", "smoothing", "first layer"):
         assert name in text
-    assert "rotation_degrees 5" in text and "5 test-time view(s)" in text
-    assert len(fields(Recipe)) == 14, "a new field: say it in describe() and in the README's recipe table"
+    assert "rotation_degrees 5" in text and "5 test-time view(s)" in text and "channels (16, 32, 48)" in text
+    assert len(fields(Recipe)) == 15, "a new field: say it in describe() and in the README's recipe table"
+
+
+@pytest.mark.parametrize(("width", "channels"), [(1.0, (16, 32, 48)), (0.5, (8, 16, 24)), (0.25, (4, 8, 12))])
+def test_width_scales_the_channels(width: float, channels: tuple[int, int, int]) -> None:
+    assert Recipe(width=width).channels == channels

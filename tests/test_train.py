@@ -43,7 +43,7 @@ def test_checkpoint_has_timestamped_name_and_metadata(
 
 def test_run_stores_its_whole_recipe_and_architecture(trained: train.TrainResult) -> None:
     assert trained.metadata["recipe"] == asdict(recipe_for(1))
-    assert trained.metadata["architecture"] == {"full_resolution": recipe_for(1).full_resolution}
+    assert trained.metadata["architecture"] == {"full_resolution": False, "channels": [16, 32, 48]}
 
 
 def test_json_matches_checkpoint(trained: train.TrainResult) -> None:
@@ -110,7 +110,7 @@ def epoch_on_256_images(data_dir: str, losses: torch.Tensor, hard_from: int | No
     """Train a fresh full-resolution model for one epoch of 256 test images in batches of 64, recording losses."""
     images, labels = load_mnist(data_dir, train=False, device=torch.device("cpu"))
     recipe = recipe_for(3, batch_size=64, adamw_lr=0.01, muon_lr=0.05)
-    model = MnistCNN(recipe.full_resolution).to(memory_format=torch.channels_last)
+    model = MnistCNN(recipe.full_resolution, recipe.channels).to(memory_format=torch.channels_last)
     take_step = make_step(model, make_scheduled_optimizers(model, recipe, 20), recipe, None)
     generator = torch.Generator().manual_seed(0)
     train.train_epoch(take_step, images[:256], labels[:256], recipe, generator, losses, hard_from, "test", False)

@@ -51,7 +51,7 @@ def conventional_epoch_seconds(data_dir: str, train_images: int, device: torch.d
     generator = torch.Generator().manual_seed(recipe.seed)
     loader = DataLoader(dataset, batch_size=CONVENTIONAL_BATCH_SIZE, shuffle=True, generator=generator)
     torch.manual_seed(recipe.seed)
-    model = MnistCNN(recipe.full_resolution).to(device).train()
+    model = MnistCNN(recipe.full_resolution, recipe.channels).to(device).train()
     take_step = eager_step(model, make_scheduled_optimizers(model, recipe, len(loader)), recipe.label_smoothing, None)
     start = time.perf_counter()
     for inputs, targets in loader:

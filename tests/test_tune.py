@@ -1,0 +1,219 @@
+"""tune.py: a tiny study end to end, two workers sharing one budget, a killed worker, PostgreSQL, bad input."""
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import ROOT, run_script
+
+QUICK = ["--seeds", "1", "--train-images", "2000", "--validation", "1000", "--confirm-seeds", "2"]
+SEARCHED = ["--fields", "adamw_lr,muon_lr"]
+
+
+def tune_args(storage: str, out_dir: Path, *extra: str, trials: int = 3) -> list[str]:
+    """Return the arguments of a quick study of trials trials in storage, reporting into out_dir."""
+    places = ["--storage", storage, "--out-dir", str(out_dir)]
+    return ["--study", "quick", *places, "--trials", str(trials), *QUICK, *extra]
+
+
+def trials_in(storage: str) -> list[optuna.trial.FrozenTrial]:
+    """Return the trials of the quick study in storage."""
+    if "://" in storage:
+        storage = storage.replace("postgresql://", "postgresql+psycopg://", 1)
+    else:
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    return optuna.load_study(study_name="quick", storage=storage).get_trials(deepcopy=False)
+
+
+def states(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    """Return how many trials are in each state."""
+    return {state.name: sum(trial.state == state for trial in trials) for state in TrialState}
+
+
+@pytest.mark.slow
+def test_tiny_study_reports_its_best_trials_confirmation_and_pictures(tmp_path: Path, data_dir: str) -> None:
+    storage, out_dir = str(tmp_path / "quick.journal"), tmp_path / "report"
+    result = run_script("tune.py", *tune_args(storage, out_dir, *SEARCHED), "--data-dir", data_dir)
+    assert result.returncode == 0, result.stderr
+    report = (out_dir / "report.md").read_text()
+    assert "| trial | validation accuracy | one view | parameters | adamw_lr | muon_lr |" in report
+    assert "## Paired confirmation on new seeds 1000 to 1001" in report and "Paired difference: " in report
+    assert report.rstrip().splitlines()[-1].strip().startswith("python train.py --epochs 1 --set adamw_lr=")
+    assert report in result.stdout
+    for picture in ("history.png", "importance.png", "accuracy_vs_parameters.png"):
+        assert (out_dir / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture
+    assert states(trials_in(storage))["COMPLETE"] == 3
+
+
+@pytest.mark.slow
+def test_the_budget_is_a_total_for_two_workers(tmp_path: Path, data_dir: str) -> None:
+    storage = str(tmp_path / "quick.journal")
+    args = tune_args(storage, tmp_path / "report", *SEARCHED, "--workers", "2", trials=5)
+    result = run_script("tune.py", *args, "--data-dir", data_dir)
+    assert result.returncode == 0, result.stderr
+    trials = trials_in(storage)
+    assert states(trials)["COMPLETE"] == 5 and len(trials) == 5
+    assert len({trial.number for trial in trials}) == 5
+    assert len({trial.user_attrs["worker"] for trial in trials}) == 2
+
+
+def start_tune(args: list[str]) -> subprocess.Popen:
+    """Start tune.py in a new session (a process group of its own) and return it."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tune.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for_running_trial(storage: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until the study in storage has a running trial that names its worker."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        trials = trials_in(storage) if Path(storage).exists() else []
+        if any(trial.state == TrialState.RUNNING and "worker" in trial.user_attrs for trial in trials):
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    pytest.fail("no trial started running")
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_no_trial_and_the_same_command_finishes(tmp_path: Path, data_dir: str) -> None:
+    storage = str(tmp_path / "quick.journal")
+    args = [*tune_args(storage, tmp_path / "report", *SEARCHED, trials=3), "--data-dir", data_dir]
+    process = start_tune(args)
+    wait_for_running_trial(storage, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+    assert states(trials_in(storage))["RUNNING"] == 1
+    result = run_script("tune.py", *args)
+    assert result.returncode == 0, result.stderr
+    trials = trials_in(storage)
+    assert states(trials)["COMPLETE"] == 3 and states(trials)["FAIL"] == 1 and states(trials)["RUNNING"] == 0
+    killed = next(trial for trial in trials if trial.state == TrialState.FAIL)
+    retry = next(trial for trial in trials if trial.user_attrs.get("retry_of") == killed.number)
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_finished_trials_and_says_how_to_continue(tmp_path: Path, data_dir: str) -> None:
+    storage = str(tmp_path / "quick.journal")
+    process = start_tune([*tune_args(storage, tmp_path / "report", *SEARCHED), "--data-dir", data_dir])
+    wait_for_running_trial(storage, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: ") and "run the same command to continue" in lines[0]
+    assert states(trials_in(storage))["RUNNING"] == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--storage", "mysql://user@localhost/optuna"], "unknown kind"),
+        (["--storage", "postgresql://nobody@127.0.0.1:9/none"], "cannot reach the database"),
+        (["--max-parameters", "500"], "no recipe of this search meets --max-parameters 500"),
+        (["--fields", "adamw_lr,learning_rate"], "learning_rate not searched"),
+        (["--range", "width=0.9:0.1"], "LOW < HIGH"),
+    ],
+)
+def test_bad_input_exits_two_with_one_line_and_writes_nothing(
+    extra: list[str], message: str, tmp_path: Path, data_dir: str
+) -> None:
+    args = ["--storage", str(tmp_path / "study.journal"), "--out-dir", str(tmp_path / "report"), *QUICK, *extra]
+    result = run_script("tune.py", *args, "--data-dir", data_dir)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert message in lines[-1] and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_study_made_with_another_search_is_refused_unchanged(tmp_path: Path, data_dir: str) -> None:
+    storage = str(tmp_path / "quick.journal")
+    data = ["--data-dir", data_dir]
+    first = run_script("tune.py", *tune_args(storage, tmp_path / "report", "--fields", "adamw_lr", *data, trials=1))
+    assert first.returncode == 0, first.stderr
+    before = Path(storage).read_bytes()
+    result = run_script("tune.py", *tune_args(storage, tmp_path / "report", "--fields", "muon_lr", *data, trials=1))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: study quick exists in") and result.stderr.count("\n") == 1
+    assert Path(storage).read_bytes() == before
+
+
+def test_training_evaluation_and_prediction_do_not_import_optuna_or_a_database_driver() -> None:
+    code = (
+        "import sys, train, evaluate, predict, export, serve\n"
+        "print(sorted({name.split('.')[0] for name in sys.modules} & {'optuna', 'psycopg', 'sqlalchemy'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def as_postgres(*command: str) -> list[str]:
+    """Return command run as the postgres user when this is root (initdb refuses root), else as it is."""
+    if os.geteuid() != 0:
+        return list(command)
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
+@pytest.fixture()
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free local port with an empty database; yield its URL, then remove it."""
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    assert binaries, "PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it"
+    bin_dir = Path(binaries[-1]).parent
+    folder = Path(tempfile.mkdtemp(prefix="tune-postgres-"))
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    data, port = folder / "data", free_port()
+    run = lambda *command: subprocess.run(as_postgres(*command), check=True, capture_output=True, timeout=120)  # noqa: E731
+    try:
+        run(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "tune")
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
+        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "tune", "optuna")
+        yield f"postgresql://tune@127.0.0.1:{port}/optuna"
+    finally:
+        subprocess.run(as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"), check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_started_together_on_an_empty_database(postgres: str, tmp_path: Path, data_dir: str) -> None:
+    commands = [
+        start_tune([*tune_args(postgres, tmp_path / f"report-{index}", *SEARCHED, trials=4), "--data-dir", data_dir])
+        for index in range(2)
+    ]
+    outputs = [command.communicate(timeout=600) for command in commands]
+    for command, (_, stderr) in zip(commands, outputs, strict=True):
+        assert command.returncode == 0, stderr
+        assert "Traceback" not in stderr
+    trials = trials_in(postgres)
+    assert states(trials)["COMPLETE"] == 4 and len(trials) == 4
