@@ -25,7 +25,7 @@ MAX_MISCLASSIFIED = 128
 def format_corruptions(accuracies: dict[str, float]) -> str:
     """Return the printed table of accuracy per corruption with the mean and the worst."""
     width = max(map(len, accuracies))
-    lines = ["accuracy under corruption (the suite of corruptions.py)"]
+    lines = ["accuracy under corruption (the suite of mnist_cnn/corruptions.py)"]
     lines += [f"  {name:<{width}}  {accuracy:6.2f}%" for name, accuracy in accuracies.items()]
     lines.append(f"  {'mean':<{width}}  {sum(accuracies.values()) / len(accuracies):6.2f}%")
     lines.append(f"  {'worst':<{width}}  {min(accuracies.values()):6.2f}%")

@@ -1,7 +1,9 @@
 """The training recipe: every setting of a run in one frozen object, and what changes with the number of epochs."""
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from mnist_cnn.inference import VIEW_CHOICES
 from model import CHANNELS
 
 
@@ -35,6 +37,33 @@ EVERY_DISTORTION = Augmentation(
 )
 
 
+def finite_between(low: float, high: float, low_open: bool = False, high_open: bool = False) -> tuple:
+    """Return a check that a number is finite and within [low, high] (or open at either end) and its wording."""
+
+    def is_valid(value: float) -> bool:
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        return math.isfinite(value) and above and below
+
+    return is_valid, f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+VALID_SETTINGS = {
+    "epochs": (lambda value: value >= 1, "at least 1"),
+    "batch_size": (lambda value: value >= 1, "at least 1"),
+    "adamw_lr": finite_between(0, math.inf, low_open=True, high_open=True),
+    "muon_lr": finite_between(0, math.inf, low_open=True, high_open=True),
+    "muon_momentum": finite_between(0, 1, high_open=True),
+    "weight_decay": finite_between(0, math.inf, high_open=True),
+    "warmup_fraction": finite_between(0, 1, low_open=True, high_open=True),
+    "label_smoothing": finite_between(0, 1, high_open=True),
+    "width": finite_between(0, 4, low_open=True),
+    "hard_example_share": finite_between(0, 1),
+    "hard_examples_from": finite_between(0, 1),
+    "test_time_views": (lambda value: value in VIEW_CHOICES, f"one of {VIEW_CHOICES}"),
+}
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Every setting of a training run. train.py prints it and stores it whole beside the weights.
@@ -63,6 +92,13 @@ class Recipe:
     hard_example_share: float = 0.5
     hard_examples_from: float = 0.5
     test_time_views: int = 5
+
+    def __post_init__(self) -> None:
+        """Raise ValueError for a setting no run can train with, naming the field and what it must be."""
+        for name, (is_valid, requirement) in VALID_SETTINGS.items():
+            value = getattr(self, name)
+            if not is_valid(value):
+                raise ValueError(f"{name} must be {requirement}, got {value}")
 
     @property
     def channels(self) -> tuple[int, int, int]:
@@ -126,5 +162,8 @@ def parse_override(text: str) -> tuple[str, object]:
     if kinds[name] is bool:
         if value.lower() not in ("true", "false"):
             raise ValueError(f"{name} takes true or false, got {value!r}")
-        return name, value.lower() == "true"
-    return name, kinds[name](value)
+        parsed = value.lower() == "true"
+    else:
+        parsed = kinds[name](value)
+    replace(Recipe(), **{name: parsed})  # raises ValueError when no run can train with it
+    return name, parsed

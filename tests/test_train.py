@@ -84,28 +84,6 @@ def test_main_prints_the_recipe_before_training(
     assert printed.startswith("recipe: 10 epoch(s), seed 0, batch 100,") and "full-resolution" in printed
 
 
-@pytest.mark.parametrize(
-    ("epoch", "epochs", "start"),
-    [(0, 1, 50), (0, 2, None), (1, 2, 0), (1, 3, None), (2, 3, 0), (4, 10, None), (5, 10, 0)],
-)
-def test_second_half_of_every_run_draws_hard_examples(epoch: int, epochs: int, start: int | None) -> None:
-    assert train.hard_example_start(recipe_for(epochs), epoch, 100) == start
-
-
-def test_draw_by_loss_favours_high_losses() -> None:
-    losses = torch.zeros(1000)
-    losses[7] = 2.0
-    order = train.draw_by_loss(losses, 1000, 0.5, torch.Generator().manual_seed(0))
-    assert len(order) == 1000 and 0 <= order.min() and order.max() < 1000
-    assert abs((order == 7).float().mean().item() - 0.5) < 0.1
-    assert len(order.unique()) > 300
-
-
-def test_losses_all_zero_draw_evenly() -> None:
-    order = train.draw_by_loss(torch.zeros(1000), 1000, 0.5, torch.Generator().manual_seed(0))
-    assert len(order.unique()) > 500
-
-
 def epoch_on_256_images(data_dir: str, losses: torch.Tensor, hard_from: int | None) -> None:
     """Train a fresh full-resolution model for one epoch of 256 test images in batches of 64, recording losses."""
     images, labels = load_mnist(data_dir, train=False, device=torch.device("cpu"))
@@ -309,6 +287,8 @@ def test_validation_run_never_reads_the_test_files(data_dir: str, tmp_path: Path
         (["--set", "learning_rate=0.1"], "expected FIELD=VALUE with FIELD one of"),
         (["--set", "full_resolution=maybe"], "full_resolution takes true or false"),
         (["--set", "batch_size=1.5"], "invalid literal for int()"),
+        (["--set", "muon_momentum=1.5"], "muon_momentum must be in [0, 1), got 1.5"),
+        (["--set", "test_time_views=3"], "test_time_views must be one of (1, 5), got 3"),
     ],
 )
 def test_bad_recipe_overrides_exit_two(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
