@@ -437,6 +437,11 @@ def confirm(study: optuna.Study, search: Search) -> dict:
 
     The result is kept in the study, so running the finished command again reports it without training.
     """
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise TuneError(
+            f"no trial of study {search.study} trained: all were pruned (over the parameter budget or diverged); "
+            "search other ranges"
+        )
     best = study.best_trial
     seeds = list(range(CONFIRMATION_SEED, CONFIRMATION_SEED + search.confirm_seeds))
     kept = study.user_attrs.get("confirmation")

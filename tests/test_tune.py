@@ -59,6 +59,18 @@ def test_tiny_study_reports_its_best_trials_confirmation_and_pictures(tmp_path: 
 
 
 @pytest.mark.slow
+def test_over_budget_and_diverging_recipes_are_recorded_as_pruned(tmp_path: Path, data_dir: str) -> None:
+    storage = str(tmp_path / "quick.journal")
+    huge = ["--fields", "adamw_lr,muon_lr,width", "--range", "adamw_lr=1e5:1e6", "--range", "muon_lr=1e5:1e6"]
+    args = [*tune_args(storage, tmp_path / "report", *huge, trials=4), "--max-parameters", "12000"]
+    result = run_script("tune.py", *args, "--data-dir", data_dir)
+    outcomes = {trial.user_attrs["outcome"].split(" (")[0] for trial in trials_in(storage)}
+    assert states(trials_in(storage))["PRUNED"] == 4 and outcomes <= {"diverged", "over the parameter budget"}
+    assert "diverged" in outcomes
+    assert result.returncode == 2 and "no trial of study quick trained" in result.stderr
+
+
+@pytest.mark.slow
 def test_the_budget_is_a_total_for_two_workers(tmp_path: Path, data_dir: str) -> None:
     storage = str(tmp_path / "quick.journal")
     args = tune_args(storage, tmp_path / "report", *SEARCHED, "--workers", "2", trials=5)
