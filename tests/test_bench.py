@@ -43,10 +43,11 @@ def test_quick_benchmark_prints_a_full_table(data_dir: str, tmp_path: Path) -> N
     numbers = {
         key: value for key, value in figures.items() if isinstance(value, int | float) and not isinstance(value, bool)
     }
-    assert {"test_accuracy_mean", "epoch_seconds_median", "conventional_epoch_seconds", "peak_rss_mb"} <= set(numbers)
+    assert {"accuracy_mean", "epoch_seconds_median", "conventional_epoch_seconds", "peak_rss_mb"} <= set(numbers)
     assert all(math.isfinite(value) for value in numbers.values()), numbers
-    assert len(figures["test_accuracies"]) == figures["seeds"] == 2
-    assert 0 < figures["test_accuracy_min"] <= figures["test_accuracy_mean"] <= figures["test_accuracy_max"] <= 100
+    assert len(figures["accuracies"]) == len(figures["accuracies_one_view"]) == figures["seeds"] == 2
+    assert 0 < figures["accuracy_min"] <= figures["accuracy_mean"] <= figures["accuracy_max"] <= 100
+    assert figures["split"] == "test" and figures["recipe"]["epochs"] == 1
     assert figures["speedup_over_conventional"] == pytest.approx(
         figures["conventional_epoch_seconds"] / figures["epoch_seconds_median"]
     )
@@ -58,19 +59,18 @@ def test_json_figures_are_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         "quick": True,
         "seeds": 1,
         "train_images": 10,
-        "test_images": 10,
+        "eval_images": 10,
+        "split": "test",
         "parameters": 1,
-        "test_accuracies": [nan],
+        "accuracies": [nan],
         "views": 5,
-        **dict.fromkeys(
-            ["test_accuracy_one_view_mean", "test_accuracy_one_view_min", "test_accuracy_one_view_max"], nan
-        ),
+        **dict.fromkeys(["accuracy_one_view_mean", "accuracy_one_view_min", "accuracy_one_view_max"], nan),
         "epochs": 1,
         "corruption_accuracies": {"fog": nan},
         "corruption_mean": nan,
         "corruption_worst": nan,
         "corruption_worst_name": "fog",
-        **dict.fromkeys(["test_accuracy_mean", "test_accuracy_std", "test_accuracy_min", "test_accuracy_max"], nan),
+        **dict.fromkeys(["accuracy_mean", "accuracy_std", "accuracy_min", "accuracy_max"], nan),
         **dict.fromkeys(["epoch_seconds_median", "images_per_second", "eval_seconds_median", "peak_rss_mb"], 1.0),
         "conventional_epoch_seconds": float("inf"),
         "speedup_over_conventional": float("inf"),
@@ -84,7 +84,7 @@ def test_json_figures_are_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     path = tmp_path / "figures.json"
     assert bench.main(["--json", str(path)]) == 0
     parsed = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
-    assert parsed["test_accuracy_mean"] is None and parsed["speedup_over_conventional"] is None
+    assert parsed["accuracy_mean"] is None and parsed["speedup_over_conventional"] is None
 
 
 def test_bad_mnist_file_exits_two_without_writing(
