@@ -27,7 +27,7 @@ from mnist_cnn.device import DeviceError, add_device_option, autocast_dtype, kee
 from mnist_cnn.files import WriteError, check_writable_folder
 from mnist_cnn.hard_examples import draw_by_loss, hard_example_start
 from mnist_cnn.optim import make_scheduled_optimizers
-from mnist_cnn.recipe import Recipe, recipe_for
+from mnist_cnn.recipe import Recipe, build_model, recipe_for
 from mnist_cnn.scoring import confusion_matrix, per_class_accuracy, score
 from mnist_cnn.step import Step, make_step
 from model import MnistCNN
@@ -138,7 +138,7 @@ def fit(recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, progress: bo
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
     device = images.device
-    model = MnistCNN(recipe.full_resolution, recipe.channels).to(device, memory_format=torch.channels_last).train()
+    model = build_model(recipe).to(device, memory_format=torch.channels_last).train()
     steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
     schedules = make_scheduled_optimizers(model, recipe, recipe.epochs * steps_per_epoch)
     take_step = make_step(model, schedules, recipe, autocast_dtype(device))

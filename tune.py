@@ -41,9 +41,9 @@ from mnist_cnn import cli
 from mnist_cnn.data import DataError, add_data_option, load_training_and_scoring_sets
 from mnist_cnn.device import autocast_dtype, keep_freed_memory
 from mnist_cnn.files import WriteError, check_writable_folder, write_file
-from mnist_cnn.recipe import SEARCH_SPACE, STEP_OF_INTS, Recipe, recipe_for
+from mnist_cnn.recipe import SEARCH_SPACE, STEP_OF_INTS, Recipe, build_model, recipe_for
 from mnist_cnn.scoring import score
-from model import PARAMETER_BUDGET, MnistCNN, count_parameters
+from model import PARAMETER_BUDGET, count_parameters
 
 matplotlib.use("Agg")  # draw to files, with no display
 import matplotlib.pyplot as plt
@@ -96,7 +96,7 @@ class Search:
 
 def parameters_of(recipe: Recipe) -> int:
     """Return the trainable parameters of the model that recipe trains."""
-    return count_parameters(MnistCNN(recipe.full_resolution, recipe.channels))
+    return count_parameters(build_model(recipe))
 
 
 def parse_range(text: str) -> tuple[str, tuple[float, float]]:
@@ -269,10 +269,15 @@ def requeue_dead_trials(study: optuna.Study) -> int:
         unnamed = "worker" not in trial.user_attrs and now - trial.datetime_start.timestamp() > GRACE_SECONDS
         if not unnamed and (worker_host != host or not pid.isdigit() or process_alive(int(pid))):
             continue
-        study.tell(trial.number, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+        fail_and_queue_again(study, trial.number, trial.params)
         count += 1
     return count
+
+
+def fail_and_queue_again(study: optuna.Study, number: int, params: dict) -> None:
+    """Mark the running trial number failed and queue a new trial with its parameters, which names it as retry_of."""
+    study.tell(number, state=TrialState.FAIL)
+    study.enqueue_trial(params, user_attrs={"retry_of": number}, skip_if_exists=False)
 
 
 def process_alive(pid: int) -> bool:
@@ -387,8 +392,7 @@ def work(search: Search, threads: int) -> None:
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if trial is not None:
-            study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+            fail_and_queue_again(study, trial.number, trial.params)
 
 
 def worker_main(search: Search, threads: int) -> None:

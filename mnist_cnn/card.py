@@ -50,7 +50,7 @@ def front_matter(metadata: dict) -> str:
                             {
                                 "type": "accuracy",
                                 "value": round(accuracy, 4),
-                                "name": f"Test accuracy (%), {views} view(s)",
+                                "name": f"{split.capitalize()} accuracy (%), {views} view(s)",
                             }
                         ],
                     }

@@ -4,7 +4,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from mnist_cnn.inference import VIEW_CHOICES
-from model import CHANNELS
+from model import CHANNELS, MnistCNN
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,11 @@ SEARCH_SPACE = {
     "width": (0.25, 1.0, "linear"),
 }
 STEP_OF_INTS = {"batch_size": 32}
+
+
+def build_model(recipe: Recipe) -> MnistCNN:
+    """Return a fresh MnistCNN of the architecture that recipe trains (its first layer and channels)."""
+    return MnistCNN(recipe.full_resolution, recipe.channels)
 
 
 def recipe_for(epochs: int, **overrides: object) -> Recipe:

@@ -27,10 +27,10 @@ from mnist_cnn.data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, lo
 from mnist_cnn.device import DeviceError, add_device_option, autocast_dtype, cpu_model, keep_freed_memory, pick_device
 from mnist_cnn.files import WriteError, check_writable_folder, strict_json, write_file
 from mnist_cnn.optim import make_scheduled_optimizers
-from mnist_cnn.recipe import Recipe, recipe_for
+from mnist_cnn.recipe import Recipe, build_model, recipe_for
 from mnist_cnn.scoring import corruption_accuracies, score
 from mnist_cnn.step import eager_step
-from model import MnistCNN, count_parameters
+from model import count_parameters
 
 CONVENTIONAL_BATCH_SIZE = 64
 QUICK_SEEDS = 2
@@ -51,7 +51,7 @@ def conventional_epoch_seconds(data_dir: str, train_images: int, device: torch.d
     generator = torch.Generator().manual_seed(recipe.seed)
     loader = DataLoader(dataset, batch_size=CONVENTIONAL_BATCH_SIZE, shuffle=True, generator=generator)
     torch.manual_seed(recipe.seed)
-    model = MnistCNN(recipe.full_resolution, recipe.channels).to(device).train()
+    model = build_model(recipe).to(device).train()
     take_step = eager_step(model, make_scheduled_optimizers(model, recipe, len(loader)), recipe.label_smoothing, None)
     start = time.perf_counter()
     for inputs, targets in loader:
