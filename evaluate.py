@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_cnn.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, provenance
-from mnist_cnn.cli import add_views_option, wants_progress
-from mnist_cnn.data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
-from mnist_cnn.device import DeviceError, add_device_option, autocast_dtype, pick_device
-from mnist_cnn.files import WriteError, check_writable_folder, strict_json, write_file
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, provenance
+from mnist_cnn.cli import add_views_option, reports_errors, wants_progress
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD, add_data_option, load_mnist
+from mnist_cnn.device import add_device_option, autocast_dtype, pick_device
+from mnist_cnn.files import check_writable_folder, strict_json, write_file
 from mnist_cnn.scoring import confusion_matrix, corruption_accuracies, per_class_accuracy, score
 from model import IMAGE_SIDE, NUM_CLASSES
 
@@ -146,6 +146,7 @@ def evaluate_checkpoint(
     return metrics, (images, labels, tested.predicted)
 
 
+@reports_errors()
 def main(argv: list[str] | None = None) -> int:
     """Run evaluate.py with argv; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -161,25 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    try:
-        if args.report:
-            check_writable_folder(args.report)
-        device = pick_device(args.device)
-        path = args.checkpoint or newest_checkpoint()
-        progress = wants_progress(args.no_progress)
-        metrics, tensors = evaluate_checkpoint(path, args.data_dir, device, args.views, progress, args.corruptions)
-        print(format_report(metrics))
-        if args.corruptions:
-            print("\n" + format_corruptions(metrics["corruptions"]))
-        if args.report:
-            write_report(args.report, metrics, *tensors)
-            print(f"\nreport written to {args.report}/")
-    except (CheckpointError, DataError, DeviceError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except WriteError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    if args.report:
+        check_writable_folder(args.report)
+    device = pick_device(args.device)
+    path = args.checkpoint or newest_checkpoint()
+    progress = wants_progress(args.no_progress)
+    metrics, tensors = evaluate_checkpoint(path, args.data_dir, device, args.views, progress, args.corruptions)
+    print(format_report(metrics))
+    if args.corruptions:
+        print("\n" + format_corruptions(metrics["corruptions"]))
+    if args.report:
+        write_report(args.report, metrics, *tensors)
+        print(f"\nreport written to {args.report}/")
     return 0
 
 

@@ -17,10 +17,10 @@ import onnxruntime
 import torch
 from torch import nn
 
-from mnist_cnn.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
-from mnist_cnn.cli import add_views_option
-from mnist_cnn.data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_mnist
-from mnist_cnn.files import WriteError, check_writable_folder, staged
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint
+from mnist_cnn.cli import RunFailed, add_views_option, reports_errors
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD, add_data_option, load_mnist
+from mnist_cnn.files import check_writable_folder, staged
 from mnist_cnn.inference import with_views
 from model import INPUT_SHAPE
 
@@ -30,7 +30,7 @@ CHECK_BATCH_SIZE = 1000
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
 
-class ExportCheckError(Exception):
+class ExportCheckError(RunFailed):
     """The exported file fails one of its checks."""
 
 
@@ -119,6 +119,7 @@ def export_checkpoint(checkpoint_path: Path, output: Path, views: int, data_dir:
     return figures | {"bytes": len(data)}
 
 
+@reports_errors()
 def main(argv: list[str] | None = None) -> int:
     """Run export.py with argv; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -127,19 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     add_data_option(parser)
     add_views_option(parser)
     args = parser.parse_args(argv)
+    checkpoint_path = args.checkpoint or newest_checkpoint()
+    output = args.output or checkpoint_path.with_suffix(".onnx")
     try:
-        checkpoint_path = args.checkpoint or newest_checkpoint()
-        output = args.output or checkpoint_path.with_suffix(".onnx")
         figures = export_checkpoint(checkpoint_path, output, args.views, args.data_dir)
-    except (CheckpointError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except ExportCheckError as error:
-        print(f"error: the exported model failed its check, so {output} was not written: {error}", file=sys.stderr)
-        return 1
-    except WriteError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        raise ExportCheckError(f"the exported model failed its check, so {output} was not written: {error}") from None
     print(f"onnx file         {output} ({figures['bytes']:,} bytes, {args.views} view(s) of each image)")
     print(f"pytorch accuracy  {figures['torch_accuracy']:.2f}%  ({figures['images']:,} test images, float32)")
     print(f"onnx accuracy     {figures['onnx_accuracy']:.2f}%  (onnxruntime, CPU)")

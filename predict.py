@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from mnist_cnn.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
-from mnist_cnn.cli import add_views_option, positive_int
-from mnist_cnn.device import DeviceError, add_device_option, pick_device
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint
+from mnist_cnn.cli import add_views_option, positive_int, reports_errors
+from mnist_cnn.device import add_device_option, pick_device
 from mnist_cnn.digit_image import ImageError, prepare_file
 from mnist_cnn.inference import digit_probabilities, with_views
 from model import NUM_CLASSES
@@ -35,6 +35,7 @@ def read_image(path: Path) -> torch.Tensor:
         raise ImageError(f"cannot open it ({error.strerror or error})") from None
 
 
+@reports_errors()
 def main(argv: list[str] | None = None) -> int:
     """Run predict.py with argv; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,12 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     add_views_option(parser)
     args = parser.parse_args(argv)
     top = min(args.top, NUM_CLASSES)
-    try:
-        device = pick_device(args.device)
-        model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(), device)
-    except (CheckpointError, DeviceError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    device = pick_device(args.device)
+    model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(), device)
     classifier = with_views(model, args.views)
     failed = False
     for path in args.images:

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mnist_cnn.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
-from mnist_cnn.cli import add_views_option
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint
+from mnist_cnn.cli import BadInput, add_views_option, reports_errors
 from mnist_cnn.digit_image import ImageError, prepare_file
 from mnist_cnn.inference import digit_probabilities, with_views
 
@@ -122,6 +122,7 @@ def stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+@reports_errors()
 def main(argv: list[str] | None = None) -> int:
     """Run serve.py with argv; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -130,15 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     add_views_option(parser)
     args = parser.parse_args(argv)
+    model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(), torch.device("cpu"))
     try:
-        model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(), torch.device("cpu"))
         server = make_server(with_views(model, args.views), args.host, args.port)
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except OSError as error:
-        print(f"error: cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
-        return 2
+        raise BadInput(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop)
     host, port = server.server_address[:2]

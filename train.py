@@ -12,6 +12,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +23,9 @@ from tqdm import tqdm
 from mnist_cnn import cli
 from mnist_cnn.augment import augment
 from mnist_cnn.checkpoint import MODELS_DIR, run_metadata, save_run
-from mnist_cnn.data import DataError, add_data_option, load_training_and_scoring_sets
-from mnist_cnn.device import DeviceError, add_device_option, autocast_dtype, keep_freed_memory, pick_device
-from mnist_cnn.files import WriteError, check_writable_folder
+from mnist_cnn.data import add_data_option, load_training_and_scoring_sets
+from mnist_cnn.device import add_device_option, autocast_dtype, keep_freed_memory, pick_device
+from mnist_cnn.files import check_writable_folder
 from mnist_cnn.hard_examples import draw_by_loss, hard_example_start
 from mnist_cnn.optim import make_scheduled_optimizers
 from mnist_cnn.recipe import Recipe, build_model, recipe_for
@@ -35,7 +36,7 @@ from model import MnistCNN
 CURVE_POINTS = 20
 
 
-class DivergenceError(Exception):
+class DivergenceError(cli.RunFailed):
     """The training loss stopped being a finite number."""
 
 
@@ -123,6 +124,25 @@ def train_epoch(
 
 
 @dataclass
+class EpochReport:
+    """The figures of one finished epoch, as fit hands them to its on_epoch callback."""
+
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_accuracy: float
+    seconds: float
+
+
+def print_epoch(report: EpochReport) -> None:
+    """Print one line for a finished epoch: train.py's on_epoch."""
+    print(
+        f"epoch {report.epoch}/{report.epochs}: train loss {report.train_loss:.4f}, "
+        f"train accuracy {report.train_accuracy:.2f}%, {report.seconds:.1f} s"
+    )
+
+
+@dataclass
 class FitResult:
     """A trained model and the figures of its last epoch (training seconds over all epochs)."""
 
@@ -133,8 +153,16 @@ class FitResult:
     loss_curve: list[float]
 
 
-def fit(recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, progress: bool = False) -> FitResult:
-    """Train a fresh MnistCNN on images (channels-last, on their device) as recipe says; print one line an epoch."""
+def fit(
+    recipe: Recipe,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    progress: bool = False,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+) -> FitResult:
+    """Train a fresh MnistCNN on images (channels-last, on their device) as recipe says; hand each epoch's figures
+    to on_epoch.
+    """
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
     device = images.device
@@ -153,7 +181,8 @@ def fit(recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, progress: bo
         seconds = time.perf_counter() - start
         train_seconds += seconds
         loss_curve += epoch_curve
-        print(f"{description}: train loss {train_loss:.4f}, train accuracy {train_accuracy:.2f}%, {seconds:.1f} s")
+        if on_epoch is not None:
+            on_epoch(EpochReport(epoch + 1, recipe.epochs, train_loss, train_accuracy, seconds))
     return FitResult(model, train_loss, train_accuracy, train_seconds, loss_curve)
 
 
@@ -175,7 +204,7 @@ def run_training(recipe: Recipe, args: argparse.Namespace) -> TrainResult:
     split, (train_images, train_labels), (eval_images, eval_labels) = load_training_and_scoring_sets(
         args.data_dir, device, args.validation
     )
-    fitted = fit(recipe, train_images, train_labels, progress)
+    fitted = fit(recipe, train_images, train_labels, progress, on_epoch=print_epoch)
     one_view = score(fitted.model, eval_images, eval_labels, amp_dtype, 1, progress)
     start = time.perf_counter()
     scored = score(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views, progress)
@@ -218,29 +247,19 @@ def print_summary(result: TrainResult) -> None:
     print(f"metadata         {result.metadata_path}")
 
 
+@cli.reports_errors(interrupted="no checkpoint written")
 def main(argv: list[str] | None = None) -> int:
     """Run train.py with argv; return the exit status."""
     args = parse_args(argv)
     recipe = recipe_from_args(args)
     print(recipe.describe())
     keep_freed_memory()
-    try:
-        result = run_training(recipe, args)
-    except (DataError, DeviceError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (DivergenceError, WriteError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: no checkpoint written", file=sys.stderr)
-        return 130
+    result = run_training(recipe, args)
     print_summary(result)
     split = result.metadata["metrics"]["split"]
     accuracy = result.metadata["metrics"][f"{split}_accuracy"]
     if args.min_accuracy is not None and accuracy < args.min_accuracy:
-        print(f"error: {split} accuracy {accuracy:.2f}% is below --min-accuracy {args.min_accuracy}%", file=sys.stderr)
-        return 1
+        raise cli.RunFailed(f"{split} accuracy {accuracy:.2f}% is below --min-accuracy {args.min_accuracy}%")
     return 0
 
 

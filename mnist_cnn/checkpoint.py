@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from mnist_cnn.card import model_card
+from mnist_cnn.cli import BadInput
 from mnist_cnn.device import cpu_model
 from mnist_cnn.files import WriteError, strict_json, temporary_path
 from mnist_cnn.recipe import Recipe
@@ -24,7 +25,7 @@ CHECKPOINT_PREFIX = "mnist_cnn_"
 MODELS_DIR = Path("models")
 
 
-class CheckpointError(Exception):
+class CheckpointError(BadInput):
     """A checkpoint is missing, unreadable, unsafe or not a MnistCNN checkpoint."""
 
 

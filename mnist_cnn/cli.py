@@ -1,12 +1,61 @@
-"""What the command lines share: checked value types, --views, --validation, --set, when to draw progress bars."""
+"""What the command lines share: one way to fail, checked value types, --views, --validation, --set, progress bars."""
 
 import argparse
+import functools
 import math
 import sys
 from collections.abc import Callable
 
 from mnist_cnn.inference import VIEW_CHOICES
 from mnist_cnn.recipe import parse_override
+
+# Every script's exit status, by what went wrong (the README's "Bad input" table shows these).
+EXIT_STATUSES = {"bad input or bad data": 2, "a failed run or write": 1, "interrupted (Ctrl-C)": 130}
+
+
+class BadInput(Exception):
+    """The user's options, data, checkpoint or storage cannot be used: exit status 2."""
+
+    exit_status = EXIT_STATUSES["bad input or bad data"]
+
+
+class RunFailed(Exception):
+    """The run or a write failed on the way (divergence, a full disk, a failed check): exit status 1."""
+
+    exit_status = EXIT_STATUSES["a failed run or write"]
+
+
+class Interrupted(Exception):
+    """Ctrl-C, with what was kept: exit status 130."""
+
+    exit_status = EXIT_STATUSES["interrupted (Ctrl-C)"]
+
+
+def reports_errors(interrupted: str = "stopped") -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Wrap a script's main so that each project error ends it with one line on stderr and its exit status.
+
+    BadInput and RunFailed print 'error: <message>'; Ctrl-C prints 'interrupted: <interrupted>' (or an
+    Interrupted error's own message) and gives 130. Anything else is a bug and keeps its traceback.
+    """
+
+    def wrap(main: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def run(*args: object, **kwargs: object) -> int:
+            try:
+                return main(*args, **kwargs)
+            except (BadInput, RunFailed) as error:
+                print(f"error: {error}", file=sys.stderr)
+                return error.exit_status
+            except Interrupted as error:
+                print(f"interrupted: {error}", file=sys.stderr)
+                return error.exit_status
+            except KeyboardInterrupt:
+                print(f"interrupted: {interrupted}", file=sys.stderr)
+                return Interrupted.exit_status
+
+        return run
+
+    return wrap
 
 
 def checked_number(

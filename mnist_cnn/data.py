@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from mnist_cnn.cli import BadInput
 from model import IMAGE_SIDE, NUM_CLASSES
 
 MNIST_MEAN = 0.1307
@@ -21,7 +22,7 @@ SPLIT_SIZES = {True: 60_000, False: 10_000}
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
 
-class DataError(Exception):
+class DataError(BadInput):
     """The MNIST files are missing and cannot be downloaded, or a file present is not a valid MNIST file."""
 
 

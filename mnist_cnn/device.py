@@ -8,12 +8,14 @@ from pathlib import Path
 
 import torch
 
+from mnist_cnn.cli import BadInput
+
 GLIBC_M_TRIM_THRESHOLD = -1
 GLIBC_M_MMAP_THRESHOLD = -3
 MALLOC_KEEP_BYTES = 32 * 1024 * 1024
 
 
-class DeviceError(Exception):
+class DeviceError(BadInput):
     """The device asked for is not available."""
 
 

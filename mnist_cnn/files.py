@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mnist_cnn.cli import RunFailed
 
-class WriteError(Exception):
+
+class WriteError(RunFailed):
     """A file cannot be written where it was asked for."""
 
 

@@ -11,7 +11,11 @@ NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
 def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> torch.Tensor:
-    """Return matrix with its singular values pushed towards 1 by Muon's Newton-Schulz iteration."""
+    """Return matrix with its singular values pushed towards 1 by Muon's Newton-Schulz iteration.
+
+    The iteration and its coefficients are Keller Jordan's, as in his Muon (https://github.com/KellerJordan/Muon)
+    and airbench (https://github.com/KellerJordan/airbench).
+    """
     a, b, c = NEWTON_SCHULZ_COEFFICIENTS
     wide = matrix.size(0) <= matrix.size(1)
     x = matrix if wide else matrix.T
@@ -24,6 +28,9 @@ def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> tor
 
 class Muon(torch.optim.Optimizer):
     """Muon for convolution filters followed by batch norm: Nesterov momentum, orthogonalised per layer.
+
+    After Keller Jordan's Muon (https://kellerjordan.github.io/posts/muon/, https://github.com/KellerJordan/Muon):
+    the Newton-Schulz step and the update follow his Muon and airbench.
 
     Batch norm makes the loss blind to a filter bank's scale, so each bank is reset to a fixed norm
     before its update and the learning rate alone sets the size of every step. The learning rate may

@@ -7,7 +7,6 @@ the figures as JSON.
 """
 
 import argparse
-import contextlib
 import resource
 import statistics
 import sys
@@ -21,11 +20,11 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
 import train
-from mnist_cnn.cli import add_recipe_override_option, add_validation_option, positive_int
+from mnist_cnn.cli import add_recipe_override_option, add_validation_option, positive_int, reports_errors
 from mnist_cnn.corruptions import SUITE
-from mnist_cnn.data import MNIST_MEAN, MNIST_STD, DataError, add_data_option, load_training_and_scoring_sets
-from mnist_cnn.device import DeviceError, add_device_option, autocast_dtype, cpu_model, keep_freed_memory, pick_device
-from mnist_cnn.files import WriteError, check_writable_folder, strict_json, write_file
+from mnist_cnn.data import MNIST_MEAN, MNIST_STD, add_data_option, load_training_and_scoring_sets
+from mnist_cnn.device import add_device_option, autocast_dtype, cpu_model, keep_freed_memory, pick_device
+from mnist_cnn.files import check_writable_folder, strict_json, write_file
 from mnist_cnn.optim import make_scheduled_optimizers
 from mnist_cnn.recipe import Recipe, build_model, recipe_for
 from mnist_cnn.scoring import corruption_accuracies, score
@@ -60,6 +59,14 @@ def conventional_epoch_seconds(data_dir: str, train_images: int, device: torch.d
     return time.perf_counter() - start
 
 
+def print_epoch_to_stderr(report: train.EpochReport) -> None:
+    """Print a finished epoch's line to stderr, which keeps stdout for the table."""
+    print(
+        f"epoch {report.epoch}/{report.epochs}: train loss {report.train_loss:.4f}, {report.seconds:.1f} s",
+        file=sys.stderr,
+    )
+
+
 def run_benchmark(
     seeds: int,
     quick: bool,
@@ -84,8 +91,7 @@ def run_benchmark(
     amp_dtype = autocast_dtype(device)
     for seed in range(seeds):
         recipe = recipe_for(epochs, **{**overrides, "seed": seed})
-        with contextlib.redirect_stdout(sys.stderr):
-            fitted = train.fit(recipe, train_images, train_labels)
+        fitted = train.fit(recipe, train_images, train_labels, on_epoch=print_epoch_to_stderr)
         one_view.append(score(fitted.model, eval_images, eval_labels, amp_dtype, 1).accuracy)
         start = time.perf_counter()
         accuracies.append(score(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views).accuracy)
@@ -181,6 +187,7 @@ def markdown_table(figures: dict) -> str:
     return "\n".join(lines)
 
 
+@reports_errors()
 def main(argv: list[str] | None = None) -> int:
     """Run bench.py with argv; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -197,21 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seeds = args.seeds or (QUICK_SEEDS if args.quick else 5)
     keep_freed_memory()
-    try:
-        if args.json:
-            check_writable_folder(args.json.parent)
-        device = pick_device(args.device)
-        overrides = dict(args.overrides)
-        figures = run_benchmark(seeds, args.quick, args.data_dir, device, args.epochs, args.validation, overrides)
-        print(markdown_table(figures))
-        if args.json:
-            write_file(args.json, strict_json(figures))
-    except (DataError, DeviceError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except WriteError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    if args.json:
+        check_writable_folder(args.json.parent)
+    device = pick_device(args.device)
+    overrides = dict(args.overrides)
+    figures = run_benchmark(seeds, args.quick, args.data_dir, device, args.epochs, args.validation, overrides)
+    print(markdown_table(figures))
+    if args.json:
+        write_file(args.json, strict_json(figures))
     return 0
 
 

@@ -17,18 +17,19 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from mnist_cnn.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint
-from mnist_cnn.cli import add_views_option, positive_int
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint
+from mnist_cnn.cli import add_views_option, positive_int, reports_errors
 from mnist_cnn.inference import with_views
 from serve import PREDICT_PATH, make_server
 
 PAD_SIDE = 280
+SEVEN_STROKE = [(75, 60), (205, 60), (160, 140), (120, 235)]  # a 7 as the page's pad draws it, in pad pixels
 
 
 def drawn_seven() -> bytes:
     """Return a PNG of a 7 drawn white on black the way the page sends one."""
     image = Image.new("L", (PAD_SIDE, PAD_SIDE), 0)
-    ImageDraw.Draw(image).line([(75, 60), (205, 60), (160, 140), (120, 235)], fill=255, width=20, joint="curve")
+    ImageDraw.Draw(image).line(SEVEN_STROKE, fill=255, width=20, joint="curve")
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
@@ -81,6 +82,7 @@ def run_load(model: torch.nn.Module, requests: int, threads: int) -> dict:
     }
 
 
+@reports_errors()
 def main(argv: list[str] | None = None) -> int:
     """Run loadtest.py with argv; return the exit status (1 when any request was not answered 200)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -89,11 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=positive_int, default=8, help="client threads at once (default: 8)")
     add_views_option(parser)
     args = parser.parse_args(argv)
-    try:
-        model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(), torch.device("cpu"))
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(), torch.device("cpu"))
     figures = run_load(with_views(model, args.views), args.requests, args.threads)
     print(f"requests      {figures['ok']} of {figures['requests']} answered 200, from {figures['threads']} threads")
     print(f"throughput    {figures['per_second']:.0f} requests/s ({figures['seconds']:.1f} s)")
