@@ -3,15 +3,30 @@
 import json
 import math
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import train
-from model import PARAMETER_BUDGET
+from conftest import ROOT, run_script, workflow_env
 from tools import gate as gate_cli
 
 CURVE = [1.5 - 0.05 * part for part in range(20)]
+THRESHOLD_OPTIONS = {
+    "--margin": "GATE_MARGIN",
+    "--min-accuracy": "MIN_ACCURACY",
+    "--parameter-budget": "PARAMETER_BUDGET",
+}
+THRESHOLD_OPTIONS |= {"--time-ratio": "TIME_RATIO"}
+
+
+def thresholds() -> list[str]:
+    """Return the gate's threshold options as the workflow passes them, each from its one place in the env."""
+    env = workflow_env()
+    return [word for option, name in THRESHOLD_OPTIONS.items() for word in (option, str(env[name]))]
 
 
 def run_metadata(seed: int, accuracy: float, parameters: int = 23_338, seconds: float = 3.0) -> dict:
@@ -43,7 +58,7 @@ def write_runs(folder: Path, runs: list[dict]) -> Path:
 def gate(tmp_path: Path, head: list[dict], base: list[dict] | None, *extra: str) -> tuple[int, str]:
     """Run gate_cli.main on the runs given; return the exit status and the summary it appended."""
     summary = tmp_path / "summary.md"
-    args = ["--head", str(write_runs(tmp_path / "head", head)), "--summary", str(summary), *extra]
+    args = ["--head", str(write_runs(tmp_path / "head", head)), "--summary", str(summary), *thresholds(), *extra]
     if base is not None:
         args += ["--base", str(write_runs(tmp_path / "base", base))]
     status = gate_cli.main(args)
@@ -65,7 +80,7 @@ def test_unchanged_model_passes_with_zero_change(tmp_path: Path, capsys: pytest.
     assert rows["Test accuracy, mean"] == ["99.32%", "99.32%", "+0.00 pts"]
     assert rows["Test accuracy, min"] == ["99.25%", "99.25%", "+0.00 pts"]
     assert rows["Test loss, mean"][2] == "+0.0000"
-    assert rows["Parameters (budget 25,000)"] == ["23,338", "23,338", "+0"]
+    assert rows["Parameters (budget: fewer than 25,000)"] == ["23,338", "23,338", "+0"]
     assert "::error::" not in capsys.readouterr().out
 
 
@@ -101,7 +116,8 @@ def test_missing_baseline_applies_only_the_absolute_gates(tmp_path: Path) -> Non
 def test_empty_baseline_folder_counts_as_none(tmp_path: Path) -> None:
     (tmp_path / "base").mkdir()
     head = write_runs(tmp_path / "head", [run_metadata(0, 99.3)])
-    assert gate_cli.main(["--head", str(head), "--base", str(tmp_path / "base"), "--summary", str(tmp_path / "s")]) == 0
+    args = ["--head", str(head), "--base", str(tmp_path / "base"), "--summary", str(tmp_path / "s"), *thresholds()]
+    assert gate_cli.main(args) == 0
     assert "No baseline" in (tmp_path / "s").read_text()
 
 
@@ -117,16 +133,33 @@ def test_older_base_format_shows_n_a(tmp_path: Path) -> None:
     assert status == 0
     rows = table(markdown)
     assert rows["Test loss, mean"] == ["n/a", "0.1350", "n/a"]
-    assert rows["Parameters (budget 25,000)"] == ["n/a", "23,338", "n/a"]
+    assert rows["Parameters (budget: fewer than 25,000)"] == ["n/a", "23,338", "n/a"]
     assert rows["Test accuracy, mean"] == ["99.20%", "99.25%", "+0.05 pts"]
     assert "grey:" not in markdown and "red: this change" in markdown
 
 
-def test_parameter_budget_is_a_gate(tmp_path: Path) -> None:
-    base = [run_metadata(0, 99.3)]
-    status, markdown = gate(tmp_path, [run_metadata(0, 99.5, parameters=PARAMETER_BUDGET)], base)
-    assert status == 1
-    assert f"break the budget of {PARAMETER_BUDGET:,}" in markdown
+@pytest.mark.parametrize(("parameters", "status"), [(24_999, 0), (25_000, 1)])
+def test_parameter_budget_is_a_gate(parameters: int, status: int, tmp_path: Path) -> None:
+    answer, markdown = gate(tmp_path, [run_metadata(0, 99.5, parameters=parameters)], [run_metadata(0, 99.3)])
+    assert answer == status
+    assert ("break the budget of 25,000" in markdown) == bool(status)
+
+
+def test_a_head_that_raises_the_budget_in_its_own_model_still_fails(tmp_path: Path) -> None:
+    head = tmp_path / "head"
+    shutil.copytree(ROOT, head, ignore=shutil.ignore_patterns(".git", "data", "models", "runs", "tests", ".*cache*"))
+    model = (head / "model.py").read_text()
+    wider = model.replace("PARAMETER_BUDGET = 25_000", "PARAMETER_BUDGET = 60_000")
+    wider = wider.replace("CHANNELS = (16, 32, 48)", "CHANNELS = (16, 48, 64)")
+    assert wider.count("60_000") == 1 and wider.count("(16, 48, 64)") == 1
+    (head / "model.py").write_text(wider)
+    count = "from model import MnistCNN, count_parameters; print(count_parameters(MnistCNN()))"
+    parameters = int(subprocess.run([sys.executable, "-c", count], cwd=head, capture_output=True, text=True).stdout)
+    assert 25_000 < parameters < 60_000
+    write_runs(head / "runs" / "head", [run_metadata(0, 99.6, parameters=parameters)])
+    result = run_script("tools.gate", "--head", "runs/head", *thresholds(), cwd=head)
+    assert result.returncode == 1
+    assert f"::error::parameters {parameters} break the budget of 25,000" in result.stdout
 
 
 def test_slower_training_warns_but_passes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -137,11 +170,11 @@ def test_slower_training_warns_but_passes(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_missing_head_results_exit_two(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert gate_cli.main(["--head", str(tmp_path / "nothing")]) == 2
+    assert gate_cli.main(["--head", str(tmp_path / "nothing"), *thresholds()]) == 2
     assert capsys.readouterr().err.startswith("error: no mnist_cnn_*.json under")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "mnist_cnn_x.json").write_text("{not json")
-    assert gate_cli.main(["--head", str(tmp_path / "bad")]) == 2
+    assert gate_cli.main(["--head", str(tmp_path / "bad"), *thresholds()]) == 2
 
 
 def test_summary_holds_per_seed_details_and_a_well_formed_chart(tmp_path: Path) -> None:
@@ -192,7 +225,7 @@ def test_badge_shows_the_heads_mean_over_seeds(tmp_path: Path) -> None:
 def test_the_json_of_a_real_run_passes_the_gate(
     trained: train.TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    assert gate_cli.main(["--head", str(trained.metadata_path.parent), "--min-accuracy", "95"]) == 0
+    assert gate_cli.main(["--head", str(trained.metadata_path.parent), *thresholds()]) == 0
     rows = table(capsys.readouterr().out)
     metrics = trained.metadata["metrics"]
     assert rows["Test accuracy, mean"][1] == f"{metrics['test_accuracy']:.2f}%"

@@ -4,7 +4,8 @@ Reads every mnist_cnn_*.json that train.py wrote under the head folder and the b
 seed), and fails (exit status 1) when the head's mean test accuracy is below the baseline's by more
 than the margin, when any head run is below the accuracy floor, or when the head breaks the
 parameter budget. A training time over the allowed ratio of the baseline's is a warning only.
-With --badge it also writes a shields.io endpoint badge of the head's mean test accuracy.
+Every threshold is an option (the workflow sets them once, in its env): the gate takes none from the
+code it judges. With --badge it also writes a shields.io endpoint badge of the head's mean test accuracy.
 """
 
 import argparse
@@ -16,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnist_cnn.cli import percentage, positive_float
+from mnist_cnn.cli import BadInput, percentage, positive_float, positive_int, reports_errors
 from mnist_cnn.files import WriteError, strict_json, write_file
-from model import PARAMETER_BUDGET
 
 RESULT_PATTERN = "mnist_cnn_*.json"
 MISSING = "n/a"
@@ -27,7 +27,7 @@ BADGE_COLOURS = ((99.0, "brightgreen"), (98.0, "green"), (95.0, "yellow"))
 BADGE_FALLBACK_COLOUR = "red"
 
 
-class CompareError(Exception):
+class CompareError(BadInput):
     """The head's results are missing or unreadable."""
 
 
@@ -121,6 +121,18 @@ def run_figure(run: dict, key: str, unit: str = "", digits: int = 2) -> str:
     return number(value if isinstance(value, int | float) else None, unit, digits)
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """What the gate applies: the allowed drop of mean accuracy (points), the floor of every seed (%, or None),
+    the parameter budget (a model must have fewer) and the training-time ratio above which it warns.
+    """
+
+    margin: float
+    min_accuracy: float | None
+    parameter_budget: int
+    time_ratio: float
+
+
 @dataclass
 class Verdict:
     """The outcome: failures (the job fails) and warnings (it does not)."""
@@ -129,16 +141,18 @@ class Verdict:
     warnings: list[str]
 
 
-def judge(head: Side, base: Side | None, margin: float, min_accuracy: float | None, time_ratio: float) -> Verdict:
+def judge(head: Side, base: Side | None, thresholds: Thresholds) -> Verdict:
     """Apply the gates to head, against base when there is one."""
+    margin, min_accuracy, time_ratio = thresholds.margin, thresholds.min_accuracy, thresholds.time_ratio
     failures, warnings = [], []
     head_accuracy = head.mean("test_accuracy")
     if head_accuracy is None:
         failures.append("the head's runs hold no test accuracy")
     parameters = head.parameters()
-    if parameters is None or parameters >= PARAMETER_BUDGET:
+    if parameters is None or parameters >= thresholds.parameter_budget:
         failures.append(
-            f"parameters {parameters if parameters is not None else MISSING} break the budget of {PARAMETER_BUDGET:,}"
+            f"parameters {parameters if parameters is not None else MISSING} break the budget of "
+            f"{thresholds.parameter_budget:,} (set by the gate's --parameter-budget)"
         )
     if min_accuracy is not None and any(value < min_accuracy for value in head.values("test_accuracy")):
         failures.append(
@@ -196,7 +210,9 @@ def mermaid_curves(head: Side, base: Side | None) -> list[str]:
     ]
 
 
-def summary_markdown(head: Side, base: Side | None, verdict: Verdict, margin: float, no_base_reason: str) -> str:
+def summary_markdown(
+    head: Side, base: Side | None, verdict: Verdict, thresholds: Thresholds, no_base_reason: str
+) -> str:
     """Return the job summary: headline, table of both sides, per-seed details and the training curves."""
     head_accuracy = head.mean("test_accuracy")
     base_accuracy = base.mean("test_accuracy") if base else None
@@ -207,7 +223,7 @@ def summary_markdown(head: Side, base: Side | None, verdict: Verdict, margin: fl
         lines.append(
             f"Mean test accuracy over {seeds}: **{number(head_accuracy, '%')}** for {head.label} "
             f"against {number(base_accuracy, '%')} for {base.label} "
-            f"({change(head_accuracy, base_accuracy, ' points')}; the gate fails below -{margin:.2f})."
+            f"({change(head_accuracy, base_accuracy, ' points')}; the gate fails below -{thresholds.margin:.2f})."
         )
     else:
         lines.append(
@@ -228,7 +244,7 @@ def summary_markdown(head: Side, base: Side | None, verdict: Verdict, margin: fl
         table_row("Test accuracy, one view, mean", head, base, "test_accuracy_one_view", statistics.mean, "%"),
         table_row("Test loss, mean", head, base, "test_loss", statistics.mean, "", 4),
         table_row("Train accuracy, mean", head, base, "train_accuracy", statistics.mean, "%"),
-        f"| Parameters (budget {PARAMETER_BUDGET:,}) | "
+        f"| Parameters (budget: fewer than {thresholds.parameter_budget:,}) | "
         f"{MISSING if base_parameters is None else f'{base_parameters:,}'} | "
         f"{MISSING if head_parameters is None else f'{head_parameters:,}'} | "
         f"{change(head_parameters, base_parameters, '', 0)} |",
@@ -257,58 +273,46 @@ def accuracy_badge(accuracy: float) -> dict:
     return {"schemaVersion": 1, "label": "accuracy", "message": f"{accuracy:.2f}%", "color": colour}
 
 
+@reports_errors()
 def main(argv: list[str] | None = None) -> int:
     """Run the gate with argv; return the exit status (0 pass, 1 a gate failed, 2 no readable head results)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--head", type=Path, required=True, help="folder holding the change's run JSON files")
-    parser.add_argument("--base", type=Path, help="folder holding the baseline's run JSON files (none: no baseline)")
-    parser.add_argument("--head-label", default="this change", help="name of the head in the summary")
-    parser.add_argument("--base-label", default="the baseline", help="name of the baseline in the summary")
-    parser.add_argument(
-        "--no-base-reason",
-        default="no results of a baseline were found",
-        help="what the summary says when the baseline has no results",
-    )
-    parser.add_argument(
-        "--margin", type=positive_float, default=0.2, help="allowed drop of mean test accuracy in points (default: 0.2)"
-    )
-    parser.add_argument("--min-accuracy", type=percentage, help="floor for every head seed's test accuracy (in %%)")
-    parser.add_argument(
-        "--time-ratio", type=positive_float, default=1.5, help="warn when training takes this many times as long"
-    )
-    parser.add_argument("--summary", type=Path, help="also append the markdown summary to this file")
-    parser.add_argument("--badge", type=Path, help="write a shields.io badge of the head's mean test accuracy here")
+    add = parser.add_argument
+    add("--head", type=Path, required=True, help="folder holding the change's run JSON files")
+    add("--base", type=Path, help="folder holding the baseline's run JSON files (none: no baseline)")
+    add("--head-label", default="this change", help="name of the head in the summary")
+    add("--base-label", default="the baseline", help="name of the baseline in the summary")
+    add("--no-base-reason", default="no results of a baseline were found", help="the summary's words with no base")
+    add("--margin", type=positive_float, required=True, help="allowed drop of mean test accuracy, in points")
+    add("--min-accuracy", type=percentage, required=True, help="floor of every head seed's test accuracy, in %%")
+    add("--parameter-budget", type=positive_int, required=True, help="the head must have fewer parameters than this")
+    add("--time-ratio", type=positive_float, required=True, help="warn when training takes this many times as long")
+    add("--summary", type=Path, help="also append the markdown summary to this file")
+    add("--badge", type=Path, help="write a shields.io badge of the head's mean test accuracy here")
     args = parser.parse_args(argv)
-    try:
-        head = read_side(args.head, args.head_label)
-        if not head.runs:
-            raise CompareError(f"no {RESULT_PATTERN} under {args.head}: the change's training produced no result")
-        base = read_side(args.base, args.base_label) if args.base else None
-    except CompareError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    thresholds = Thresholds(args.margin, args.min_accuracy, args.parameter_budget, args.time_ratio)
+    head = read_side(args.head, args.head_label)
+    if not head.runs:
+        raise CompareError(f"no {RESULT_PATTERN} under {args.head}: the change's training produced no result")
+    base = read_side(args.base, args.base_label) if args.base else None
     if base is not None and not base.runs:
         base = None
-    verdict = judge(head, base, args.margin, args.min_accuracy, args.time_ratio)
-    markdown = summary_markdown(head, base, verdict, args.margin, args.no_base_reason)
+    verdict = judge(head, base, thresholds)
+    markdown = summary_markdown(head, base, verdict, thresholds, args.no_base_reason)
     print(markdown)
     for warning in verdict.warnings:
         print(f"::warning::{warning}")
     for failure in verdict.failures:
         print(f"::error::{failure}")
-    head_accuracy = head.mean("test_accuracy")
-    try:
-        if args.summary:
+    if args.summary:
+        try:
             with args.summary.open("a") as summary:
                 summary.write(markdown + "\n")
-        if args.badge and head_accuracy is not None:
-            write_file(args.badge, strict_json(accuracy_badge(head_accuracy)))
-    except OSError as error:
-        print(f"error: cannot write {args.summary}: {error.strerror or error}", file=sys.stderr)
-        return 1
-    except WriteError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        except OSError as error:
+            raise WriteError(f"cannot write {args.summary}: {error.strerror or error}") from None
+    head_accuracy = head.mean("test_accuracy")
+    if args.badge and head_accuracy is not None:
+        write_file(args.badge, strict_json(accuracy_badge(head_accuracy)))
     return 1 if verdict.failures else 0
 
 
