@@ -43,14 +43,34 @@ def free_checkpoint_path(out_dir: Path, stamp: str) -> Path:
         suffix += 1
 
 
+def claim_name(temporary: Path, path: Path) -> None:
+    """Give the written file temporary the name path, or raise FileExistsError when path exists; never overwrite.
+
+    A hard link does it in one step. Where the drive has no hard links (FAT and exFAT, some network shares)
+    the name is claimed by creating path exclusively, empty, and the file is then renamed over it.
+    """
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links on this drive
+        with open(path, "xb"):
+            pass
+        try:
+            os.replace(temporary, path)
+        except BaseException:
+            path.unlink()
+            raise
+
+
 def save_checkpoint(
     out_dir: Path, stamp: str, checkpoint: dict, metadata: dict, card: Callable[[str], str] | None = None
 ) -> tuple[Path, Path]:
     """Write checkpoint, its JSON metadata and its model card under a fresh timestamped name, never overwriting.
 
     card, when given, returns the card's text for the checkpoint's final name (its stem). All files
-    are written to temporary names in out_dir first; the checkpoint is hard-linked to its final name
-    (which fails rather than overwrite) and the others renamed beside it. A failure or an interruption
+    are written to temporary names in out_dir first; the checkpoint takes its final name with claim_name
+    (which fails rather than overwrite) and the others are renamed beside it. A failure or an interruption
     leaves neither a temporary nor a half-written file, and no file that existed is touched.
     Return the paths of the checkpoint and of its JSON; the card is the checkpoint's path with .md.
     """
@@ -68,7 +88,7 @@ def save_checkpoint(
         while True:
             checkpoint_path = free_checkpoint_path(out_dir, stamp)
             try:
-                os.link(temporary, checkpoint_path)
+                claim_name(temporary, checkpoint_path)
                 break
             except FileExistsError:
                 continue

@@ -2,6 +2,7 @@
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,39 +49,38 @@ def test_quick_benchmark_prints_a_full_table(data_dir: str, tmp_path: Path) -> N
     assert len(figures["accuracies"]) == len(figures["accuracies_one_view"]) == figures["seeds"] == 2
     assert 0 < figures["accuracy_min"] <= figures["accuracy_mean"] <= figures["accuracy_max"] <= 100
     assert figures["split"] == "test" and figures["recipe"]["epochs"] == 1
-    assert figures["speedup_over_conventional"] == pytest.approx(
-        figures["conventional_epoch_seconds"] / figures["epoch_seconds_median"]
-    )
+
+
+NAN = float("nan")
+FIGURES = {
+    "quick": True,
+    "seeds": 1,
+    "train_images": 10,
+    "eval_images": 10,
+    "split": "test",
+    "parameters": 1,
+    "accuracies": [NAN],
+    "views": 5,
+    **dict.fromkeys(["accuracy_one_view_mean", "accuracy_one_view_min", "accuracy_one_view_max"], NAN),
+    "epochs": 1,
+    "corruption_accuracies": {"fog": NAN},
+    "corruption_mean": NAN,
+    "corruption_worst": NAN,
+    "corruption_worst_name": "fog",
+    **dict.fromkeys(["accuracy_mean", "accuracy_std", "accuracy_min", "accuracy_max"], NAN),
+    **dict.fromkeys(["epoch_seconds_median", "images_per_second", "eval_seconds_median", "peak_rss_mb"], 1.0),
+    "conventional_epoch_seconds": float("inf"),
+    "speedup_over_conventional": float("inf"),
+    "torch": "x",
+    "threads": 1,
+    "cpu": "x",
+    "device": "cpu",
+    "autocast": "None",
+}
 
 
 def test_json_figures_are_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    nan = float("nan")
-    figures = {
-        "quick": True,
-        "seeds": 1,
-        "train_images": 10,
-        "eval_images": 10,
-        "split": "test",
-        "parameters": 1,
-        "accuracies": [nan],
-        "views": 5,
-        **dict.fromkeys(["accuracy_one_view_mean", "accuracy_one_view_min", "accuracy_one_view_max"], nan),
-        "epochs": 1,
-        "corruption_accuracies": {"fog": nan},
-        "corruption_mean": nan,
-        "corruption_worst": nan,
-        "corruption_worst_name": "fog",
-        **dict.fromkeys(["accuracy_mean", "accuracy_std", "accuracy_min", "accuracy_max"], nan),
-        **dict.fromkeys(["epoch_seconds_median", "images_per_second", "eval_seconds_median", "peak_rss_mb"], 1.0),
-        "conventional_epoch_seconds": float("inf"),
-        "speedup_over_conventional": float("inf"),
-        "torch": "x",
-        "threads": 1,
-        "cpu": "x",
-        "device": "cpu",
-        "autocast": "None",
-    }
-    monkeypatch.setattr(bench, "run_benchmark", lambda *args: figures)
+    monkeypatch.setattr(bench, "run_benchmark", lambda *args: FIGURES)
     path = tmp_path / "figures.json"
     assert bench.main(["--json", str(path)]) == 0
     parsed = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
@@ -95,3 +95,31 @@ def test_bad_mnist_file_exits_two_without_writing(
     error = capsys.readouterr().err
     assert error.startswith("error: ") and BAD_LABELS_MESSAGE in error and error.count("\n") == 1
     assert not figures.exists()
+
+
+class Usage:
+    """What resource.getrusage returns, as far as peak_memory_mb reads it."""
+
+    def __init__(self, ru_maxrss: int) -> None:
+        self.ru_maxrss = ru_maxrss
+
+
+@pytest.mark.parametrize(
+    ("platform", "maxrss", "megabytes"), [("linux", 512_000, 500.0), ("darwin", 524_288_000, 500.0)]
+)
+def test_peak_memory_reads_each_platforms_unit(
+    platform: str, maxrss: int, megabytes: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resource = pytest.importorskip("resource", reason="resource is POSIX only")
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setattr(resource, "getrusage", lambda who: Usage(maxrss))
+    assert bench.peak_memory_mb() == megabytes
+
+
+def test_peak_memory_is_left_out_where_resource_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "resource", None)  # as on Windows: import resource fails
+    assert bench.peak_memory_mb() is None
+    figures = json.loads(json.dumps(FIGURES | {"peak_rss_mb": None}))
+    assert "| Peak resident memory of the benchmark | n/a (this platform does not report it) |" in bench.markdown_table(
+        figures
+    )

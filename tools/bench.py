@@ -7,7 +7,6 @@ the figures as JSON.
 """
 
 import argparse
-import resource
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ CONVENTIONAL_BATCH_SIZE = 64
 QUICK_SEEDS = 2
 QUICK_TRAIN_IMAGES = 4096
 QUICK_TEST_IMAGES = 1024
+PEAK_UNKNOWN = "n/a (this platform does not report it)"
 
 
 def conventional_epoch_seconds(data_dir: str, train_images: int, device: torch.device, recipe: Recipe) -> float:
@@ -57,6 +57,19 @@ def conventional_epoch_seconds(data_dir: str, train_images: int, device: torch.d
         _, loss = take_step(inputs.to(device), targets.to(device))
         loss.item()
     return time.perf_counter() - start
+
+
+def peak_memory_mb() -> float | None:
+    """Return this process's peak resident memory in MB, or None where the platform does not say (Windows).
+
+    getrusage's ru_maxrss is in KiB on Linux and in bytes on macOS.
+    """
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024
 
 
 def print_epoch_to_stderr(report: train.EpochReport) -> None:
@@ -138,7 +151,7 @@ def run_benchmark(
         "eval_seconds_median": statistics.median(eval_seconds),
         "conventional_epoch_seconds": conventional,
         "speedup_over_conventional": conventional / epoch_seconds,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_memory_mb(),
         "torch": str(torch.__version__),
         "threads": torch.get_num_threads(),
         "cpu": cpu_model(),
@@ -176,7 +189,10 @@ def markdown_table(figures: dict) -> str:
         ),
         ("Conventional input path, one epoch", f"{figures['conventional_epoch_seconds']:.2f} s"),
         ("Speed-up over the conventional path", f"{figures['speedup_over_conventional']:.1f}x"),
-        ("Peak resident memory of the benchmark", f"{figures['peak_rss_mb']:,.0f} MB"),
+        (
+            "Peak resident memory of the benchmark",
+            PEAK_UNKNOWN if figures["peak_rss_mb"] is None else f"{figures['peak_rss_mb']:,.0f} MB",
+        ),
         ("torch, threads", f"{figures['torch']}, {figures['threads']}"),
         ("CPU", figures["cpu"]),
         ("Device, autocast", f"{figures['device']}, {figures['autocast']}"),
