@@ -1,30 +1,62 @@
-"""Shared test helpers: the repository root, running a script as a subprocess, the MNIST folder, one training run."""
+"""Shared test helpers: the slow-test switch, running a script, the MNIST folder, one training run, bad checkpoints."""
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 import train
-from mnist_cnn.data import MNIST_FILES, default_data_dir
+from mnist_cnn.data import MNIST_FILES, MNIST_MEAN, MNIST_STD, default_data_dir
+from model import MnistCNN
 
 ROOT = Path(__file__).resolve().parents[1]
+RUN_SLOW = "--run-slow"
+REQUIRE_SYSTEM_PACKAGES = "REQUIRE_SYSTEM_PACKAGES"  # .ci/run sets it: a missing Chromium or PostgreSQL fails there
 
 
-def run_script(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run one of the project's scripts (train.py) or tools (tools.gate) in a subprocess from the repository root."""
-    command = [str(ROOT / script)] if script.endswith(".py") else ["-m", script]
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add --run-slow, which also runs the heavy integration tests (marked slow)."""
+    parser.addoption(RUN_SLOW, action="store_true", help="also run the heavy integration tests (marked slow)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked slow unless --run-slow was given (pytest's documented pattern)."""
+    if config.getoption(RUN_SLOW):
+        return
+    skip = pytest.mark.skip(reason=f"heavy integration test: run with {RUN_SLOW}")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def require(what: str, found: bool) -> None:
+    """Skip the test with a reason when a system package it needs is missing; where .ci/run asks for every
+    package (REQUIRE_SYSTEM_PACKAGES=1), fail it instead.
+    """
+    if found:
+        return
+    message = f"{what} is not installed on this machine"
+    if os.environ.get(REQUIRE_SYSTEM_PACKAGES) == "1":
+        pytest.fail(f"{message}, but {REQUIRE_SYSTEM_PACKAGES}=1 asks for it (.ci/run installs it)")
+    pytest.skip(message)
+
+
+def run_script(
+    script: str, *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess:
+    """Run one of the project's scripts (train.py) or tools (tools.gate) in a subprocess from the repository root
+    (or from cwd, a copy of it).
+    """
+    command = [str(cwd / script)] if script.endswith(".py") else ["-m", script]
     return subprocess.run(
-        [sys.executable, *command, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-        cwd=ROOT,
+        [sys.executable, *command, *args], capture_output=True, text=True, timeout=300, check=False, env=env, cwd=cwd
     )
 
 
@@ -35,13 +67,37 @@ def offline_env() -> dict[str, str]:
     return os.environ | dict.fromkeys(proxies, unreachable)
 
 
+def workflow_env() -> dict:
+    """Return the env of the GitHub Actions workflow: the gate's thresholds, each set once."""
+    return yaml.safe_load((ROOT / ".github" / "workflows" / "model-training.yml").read_text())["env"]
+
+
+def readme_python_block(containing: str) -> str:
+    """Return the README's first Python block that contains the given text."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    return next(block for block in blocks if containing in block)
+
+
+def as_pixels(images: torch.Tensor) -> torch.Tensor:
+    """Return normalised MNIST images as the uint8 pixels they were stored as (light digits on dark)."""
+    return ((images * MNIST_STD + MNIST_MEAN) * 255).round().clamp(0, 255).byte()
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Make target a symbolic link to source, or a copy where links need a privilege (Windows)."""
+    try:
+        target.symlink_to(source)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def copy_with(raw: Path, name: str, change: Callable[[bytes], bytes]) -> None:
     """Link the real MNIST files into raw, except name, which is written changed by change(bytes)."""
     real = Path(default_data_dir()).resolve() / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for file in MNIST_FILES:
         if file != name:
-            (raw / file).symlink_to(real / file)
+            link_or_copy(real / file, raw / file)
     (raw / name).write_bytes(change((real / name).read_bytes()))
 
 
@@ -59,6 +115,47 @@ def bad_labels_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 BAD_LABELS_MESSAGE = "t10k-labels-idx1-ubyte is not a valid MNIST file: it holds the label 11, expected labels 0 to 9"
+
+
+class RunsCode:
+    """Pickles into a call of open(), which creates a file if the unpickler ever runs it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (open, (str(self.marker), "w"))
+
+
+# Each kind of checkpoint that loading must refuse, with the words of its one-line refusal.
+BAD_CHECKPOINTS = {
+    "missing": "does not exist",
+    "truncated": "is not a readable torch checkpoint",
+    "foreign": "weights of another architecture",
+    "no_state": "has no model_state_dict",
+    "no_architecture": "does not record its architecture",
+    "unsafe": "refused to load",
+    "folder": "is a folder",
+}
+
+
+@pytest.fixture(scope="session")
+def bad_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One checkpoint of each kind in BAD_CHECKPOINTS, by case, made from a fresh model's good checkpoint (good.pt
+    beside them); the unsafe one creates the file 'executed' beside them if it is ever unpickled.
+    """
+    folder = tmp_path_factory.mktemp("bad-checkpoints")
+    good = folder / "good.pt"
+    torch.save({"model_state_dict": MnistCNN().state_dict(), "architecture": {"full_resolution": False}}, good)
+    data = good.read_bytes()
+    (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
+    foreign = {"features.0.weight": torch.zeros(8, 1, 3, 3)}
+    torch.save({"model_state_dict": foreign, "architecture": {"full_resolution": False}}, folder / "foreign.pt")
+    torch.save({"weights": torch.zeros(3)}, folder / "no_state.pt")
+    torch.save({"model_state_dict": MnistCNN().state_dict()}, folder / "no_architecture.pt")
+    torch.save({"model_state_dict": RunsCode(folder / "executed")}, folder / "unsafe.pt")
+    (folder / "folder.pt").mkdir()
+    return {case: folder / f"{case}.pt" for case in BAD_CHECKPOINTS}
 
 
 @pytest.fixture(scope="session")

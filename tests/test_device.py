@@ -1,7 +1,6 @@
 """mnist_cnn/device.py: device choice, the autocast type and the allocator setting."""
 
 import argparse
-import resource
 import sys
 
 import pytest
@@ -22,9 +21,12 @@ def test_device_option_offers_the_known_devices() -> None:
         parser.parse_args(["--device", "tpu"])
 
 
-def test_pick_device() -> None:
+@pytest.mark.parametrize(("cuda", "mps", "picked"), [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_auto_picks_cuda_then_mps_then_cpu(cuda: bool, mps: bool, picked: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert device.pick_device("auto") == torch.device(picked)
     assert device.pick_device("cpu") == torch.device("cpu")
-    assert device.pick_device("auto").type in {"cpu", "cuda", "mps"}
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
@@ -33,13 +35,21 @@ def test_asking_for_missing_cuda_is_an_error() -> None:
         device.pick_device("cuda")
 
 
-def test_autocast_is_bfloat16_or_off() -> None:
-    assert device.autocast_dtype(torch.device("cpu")) in {torch.bfloat16, None}
+@pytest.mark.parametrize(("bf16", "expected"), [(True, torch.bfloat16), (False, None)])
+def test_autocast_is_bfloat16_where_the_cpu_has_it(
+    bf16: bool, expected: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: bf16)
+    assert device.autocast_dtype(torch.device("cpu")) == expected
+    assert device.autocast_dtype(torch.device("mps")) is None
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="keep_freed_memory tunes glibc's malloc, which only Linux has")
 def test_kept_memory_is_reused_with_few_page_faults() -> None:
     # Measured on the 2-core VM over these ten steps: 9,000 to 20,000 page faults without it, under 200 with it.
+    import resource  # POSIX only, like the glibc setting this test measures
+
     device.keep_freed_memory()
     model = MnistCNN().to(memory_format=torch.channels_last)
     recipe = Recipe(batch_size=128)

@@ -18,10 +18,11 @@ from PIL import Image
 
 import export
 import train
-from conftest import ROOT
+from conftest import as_pixels, readme_python_block
 from mnist_cnn.checkpoint import load_checkpoint
 from mnist_cnn.data import MNIST_MEAN, MNIST_STD, load_mnist
 from mnist_cnn.inference import with_views
+from model import MnistCNN
 
 BFLOAT16_ACCURACY_TOLERANCE = 0.1  # points; a handful of the 10,000 test images may flip between precisions
 BLOCK_TORCH = """import sys
@@ -103,18 +104,43 @@ def test_onnxruntime_matches_pytorch_at_any_batch_size(
     assert np.abs(logits - expected).max() <= export.MAX_LOGIT_DIFFERENCE
 
 
-@pytest.mark.slow
+@pytest.fixture(scope="module")
+def small_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MnistCNN]:
+    """A fresh model's ONNX file (one view) and the model."""
+    torch.manual_seed(0)
+    model = MnistCNN().eval()
+    path = tmp_path_factory.mktemp("small-onnx") / "model.onnx"
+    path.write_bytes(export.onnx_bytes(model, 1, {"source_checkpoint": "fresh.pt"}))
+    return path, model
+
+
+def test_the_check_passes_the_model_it_exported_and_refuses_another(
+    small_onnx: tuple[Path, MnistCNN], data_dir: str
+) -> None:
+    path, model = small_onnx
+    images, labels = (part[:256] for part in load_mnist(data_dir, train=False, device=torch.device("cpu")))
+    figures = export.check_export(path, model, 1, images, labels)
+    assert figures["agreement"] == 1.0 and figures["max_logit_difference"] <= export.MAX_LOGIT_DIFFERENCE
+    assert figures["images"] == 256 and figures["onnx_accuracy"] == figures["torch_accuracy"]
+    torch.manual_seed(1)
+    with pytest.raises(export.ExportCheckError, match="agree on"):
+        export.check_export(path, MnistCNN().eval(), 1, images, labels)
+    with torch.no_grad():
+        nudged = MnistCNN().eval()
+        nudged.load_state_dict(model.state_dict())
+        nudged.classifier.bias += 0.01  # the same predictions, logits 0.01 apart
+    with pytest.raises(export.ExportCheckError, match="logit"):
+        export.check_export(path, nudged, 1, images, labels)
+
+
 def test_failed_check_leaves_no_file(
-    exported: tuple[Path, str, int],
     trained: train.TrainResult,
     data_dir: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:
-    onnx_file = exported[0].read_bytes()
-    monkeypatch.setattr(export, "onnx_bytes", lambda model, views, metadata: onnx_file)
-    monkeypatch.setattr(export, "MAX_LOGIT_DIFFERENCE", -1.0)
+    monkeypatch.setattr(export, "onnx_bytes", lambda model, views, metadata: b"not an onnx file")
     output = tmp_path / "model.onnx"
     args = ["--checkpoint", str(trained.checkpoint_path), "--output", str(output), "--data-dir", data_dir]
     assert export.main(args) == 1
@@ -134,19 +160,13 @@ def test_bad_checkpoint_exits_two(case: str, tmp_path: Path, capsys: pytest.Capt
     assert not path.with_suffix(".onnx").exists()
 
 
-def readme_onnx_example() -> str:
-    """The README's Python block that runs the ONNX file without PyTorch."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
-    return next(block for block in blocks if "onnxruntime" in block)
-
-
 @pytest.mark.slow
 def test_readme_example_runs_where_torch_cannot_be_imported(
     exported: tuple[Path, str, int], data_dir: str, tmp_path: Path
 ) -> None:
     path, _, _ = exported
     images, labels = load_mnist(data_dir, train=False, device=torch.device("cpu"))
-    pixels = ((images[7, 0] * MNIST_STD + MNIST_MEAN) * 255).round().clamp(0, 255).byte().numpy()
+    pixels = as_pixels(images[7, 0]).numpy()
     Image.fromarray(pixels).save(tmp_path / "digit.png")
     shutil.copy(path, tmp_path / "model.onnx")
     blocker = tmp_path / "blocker"
@@ -156,7 +176,7 @@ def test_readme_example_runs_where_torch_cannot_be_imported(
     check = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True, check=False)
     assert check.returncode == 1 and "torch is blocked" in check.stderr
     result = subprocess.run(
-        [sys.executable, "-c", readme_onnx_example()],
+        [sys.executable, "-c", readme_python_block("onnxruntime")],
         cwd=tmp_path,
         env=env,
         capture_output=True,

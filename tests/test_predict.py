@@ -2,6 +2,8 @@
 
 import json
 import struct
+import sys
+import warnings
 import zlib
 from pathlib import Path
 
@@ -12,9 +14,8 @@ from PIL import Image
 import handwriting
 import predict
 import train
-from conftest import run_script
-from mnist_cnn.data import MNIST_MEAN, MNIST_STD, load_mnist
-from test_checkpoint import BAD_CHECKPOINTS, write_bad_checkpoints
+from conftest import BAD_CHECKPOINTS, as_pixels
+from mnist_cnn.data import load_mnist
 
 DIGITS = 20
 
@@ -23,8 +24,7 @@ DIGITS = 20
 def test_digits(data_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The first test images as uint8 (N, 28, 28), light on dark as MNIST stores them, and their labels."""
     images, labels = load_mnist(data_dir, train=False, device=torch.device("cpu"))
-    pixels = ((images[:DIGITS, 0] * MNIST_STD + MNIST_MEAN) * 255).round().clamp(0, 255).byte()
-    return pixels, labels[:DIGITS]
+    return as_pixels(images[:DIGITS, 0]), labels[:DIGITS]
 
 
 def digit_variants(pixels: torch.Tensor) -> dict[str, Image.Image]:
@@ -59,12 +59,6 @@ def digit_files(test_digits: tuple, tmp_path_factory: pytest.TempPathFactory) ->
             image.save(path)
             files.setdefault(name, []).append((path, label))
     return files
-
-
-@pytest.fixture(scope="module")
-def bad_checkpoints(trained: train.TrainResult, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Checkpoints that must be refused, by case, made from the session's checkpoint."""
-    return write_bad_checkpoints(tmp_path_factory.mktemp("bad"), trained.checkpoint_path)
 
 
 def test_predict_returns_the_labels_of_every_variant(
@@ -110,9 +104,8 @@ def hostile_files(tmp_path_factory: pytest.TempPathFactory, digit_files: dict) -
     (folder / "truncated.png").write_bytes(good[: len(good) // 2])
     (folder / "bomb.png").write_bytes(png_claiming(100_000, 100_000))
     Image.new("1", (8000, 6000)).save(folder / "huge.png")
-    (folder / "loop.png").symlink_to(folder / "loop.png")
     limit = f"{Image.MAX_IMAGE_PIXELS:,}"
-    return {
+    cases = {
         "missing": (folder / "missing.png", "no such file"),
         "text": (folder / "notes.png", "not an image Pillow can read"),
         "empty": (folder / "empty.png", "is an empty file"),
@@ -120,22 +113,25 @@ def hostile_files(tmp_path_factory: pytest.TempPathFactory, digit_files: dict) -
         "truncated": (folder / "truncated.png", "cannot read it ("),
         "bomb": (folder / "bomb.png", f"too large: past Pillow's decompression-bomb limit of {limit} pixels"),
         "huge": (folder / "huge.png", "too large: 8000x6000 pixels, more than 40 megapixels"),
-        "link-loop": (folder / "loop.png", "cannot open it (Too many levels of symbolic links)"),
     }
+    if sys.platform != "win32":  # a link to itself: POSIX only (Windows needs a privilege for links)
+        (folder / "loop.png").symlink_to(folder / "loop.png")
+        cases["link-loop"] = (folder / "loop.png", "cannot open it (Too many levels of symbolic links)")
+    return cases
 
 
 def test_hostile_files_are_named_and_the_rest_classified(
-    trained: train.TrainResult, digit_files: dict, hostile_files: dict
+    trained: train.TrainResult, digit_files: dict, hostile_files: dict, capsys: pytest.CaptureFixture
 ) -> None:
     good, label = digit_files["enlarged.png"][0]
     bad = [str(path) for path, _ in hostile_files.values()]
-    result = run_script(
-        "predict.py", *bad[:3], str(good), *bad[3:], "--checkpoint", str(trained.checkpoint_path), "--json"
-    )
-    assert result.returncode == 1
-    assert json.loads(result.stdout)["digit"] == label
-    assert "Traceback" not in result.stderr and "Warning" not in result.stderr
-    errors = result.stderr.strip().splitlines()
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        status = predict.main([*bad[:3], str(good), *bad[3:], "--checkpoint", str(trained.checkpoint_path), "--json"])
+    assert status == 1 and not warned, [str(warning.message) for warning in warned]
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["digit"] == label
+    errors = printed.err.strip().splitlines()
     assert len(errors) == len(hostile_files)
     for line, (path, message) in zip(errors, hostile_files.values(), strict=True):
         assert line.startswith(f"error: {path}: {message}"), line
@@ -158,15 +154,6 @@ def test_bad_checkpoint_exits_two_with_one_line(
     assert predict.main([image, "--checkpoint", str(bad_checkpoints[case])]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and BAD_CHECKPOINTS[case] in error and error.count("\n") == 1
-
-
-def test_truncated_checkpoint_exits_two_as_a_subprocess(bad_checkpoints: dict, digit_files: dict) -> None:
-    result = run_script(
-        "predict.py", str(digit_files["mnist.png"][0][0]), "--checkpoint", str(bad_checkpoints["truncated"])
-    )
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and BAD_CHECKPOINTS["truncated"] in result.stderr
-    assert "Traceback" not in result.stderr
 
 
 HANDWRITING_TARGET = 0.90

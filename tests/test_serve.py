@@ -19,10 +19,11 @@ from PIL import Image
 
 import serve
 import train
-from conftest import ROOT
+from conftest import ROOT, as_pixels, require
 from mnist_cnn.checkpoint import load_checkpoint
-from mnist_cnn.data import MNIST_MEAN, MNIST_STD, load_mnist
+from mnist_cnn.data import load_mnist
 from mnist_cnn.inference import with_views
+from tools.loadtest import SEVEN_STROKE
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -63,7 +64,7 @@ def request(
 def png_of_test_digit(data_dir: str, index: int) -> tuple[bytes, int]:
     """Return a PNG of one MNIST test digit, light on dark as the page draws, and its label."""
     images, labels = load_mnist(data_dir, train=False, device=torch.device("cpu"))
-    pixels = ((images[index, 0] * MNIST_STD + MNIST_MEAN) * 255).round().clamp(0, 255).byte().numpy()
+    pixels = as_pixels(images[index, 0]).numpy()
     buffer = io.BytesIO()
     Image.fromarray(pixels).resize((280, 280)).save(buffer, "PNG")
     return buffer.getvalue(), labels[index].item()
@@ -143,6 +144,7 @@ def serve_process(*args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT, which Windows cannot send to one process")
 def test_command_line_serves_until_ctrl_c(trained: train.TrainResult) -> None:
     process = serve_process("--checkpoint", str(trained.checkpoint_path), "--port", "0")
     try:
@@ -178,15 +180,12 @@ def chromium() -> str | None:
     return next((path for path in candidates if path and Path(path).is_file()), None)
 
 
-DIGIT_STROKES = {
-    "1": [[(150, 50), (146, 140), (140, 235)]],
-    "7": [[(75, 60), (205, 60), (160, 140), (120, 235)]],
-}
+DIGIT_STROKES = {"1": [[(150, 50), (146, 140), (140, 235)]], "7": [SEVEN_STROKE]}
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(chromium() is None, reason="no Chromium or Chrome found (apt-get install chromium)")
 def test_drawing_in_a_real_browser(address: tuple[str, int], tmp_path: Path) -> None:
+    require("Chromium or Chrome (apt-get install chromium)", chromium() is not None)
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
