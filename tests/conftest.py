@@ -67,9 +67,20 @@ def offline_env() -> dict[str, str]:
     return os.environ | dict.fromkeys(proxies, unreachable)
 
 
-def workflow_env() -> dict:
-    """Return the env of the GitHub Actions workflow: the gate's thresholds, each set once."""
-    return yaml.safe_load((ROOT / ".github" / "workflows" / "model-training.yml").read_text())["env"]
+WORKFLOW = ROOT / ".github" / "workflows" / "model-training.yml"
+# Each option of the gate's thresholds with the variable of the workflow's env that sets it.
+GATE_THRESHOLDS = {
+    "--margin": "GATE_MARGIN",
+    "--min-accuracy": "MIN_ACCURACY",
+    "--parameter-budget": "PARAMETER_BUDGET",
+    "--time-ratio": "TIME_RATIO",
+}
+
+
+def gate_thresholds() -> list[str]:
+    """Return the gate's threshold options as the workflow passes them, each from its one place in the env."""
+    env = yaml.safe_load(WORKFLOW.read_text())["env"]
+    return [word for option, name in GATE_THRESHOLDS.items() for word in (option, str(env[name]))]
 
 
 def readme_python_block(containing: str) -> str:

@@ -1,9 +1,11 @@
-"""mnist_cnn/cli.py: the checked argparse types accept what they should and refuse the rest with a clear reason."""
+"""mnist_cnn/cli.py: one line and one exit status for each error; checked argparse types with a clear reason."""
 
 import argparse
 
 import pytest
 
+from conftest import ROOT
+from mnist_cnn import cli
 from mnist_cnn.cli import percentage, positive_float, positive_int
 
 
@@ -30,3 +32,39 @@ def test_accepts_valid_values(parse: object, text: str, value: float) -> None:
 def test_refuses_invalid_values(parse: object, text: str, reason: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=reason.replace(".", r"\.")):
         parse(text)
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "line"),
+    [
+        (cli.BadInput("no such checkpoint"), 2, "error: no such checkpoint"),
+        (cli.RunFailed("the disk is full"), 1, "error: the disk is full"),
+        (KeyboardInterrupt(), 130, "interrupted: nothing written"),
+        (cli.Interrupted("3 trials kept"), 130, "interrupted: 3 trials kept"),
+    ],
+)
+def test_each_error_ends_with_one_line_and_its_status(
+    raised: BaseException, status: int, line: str, capsys: pytest.CaptureFixture
+) -> None:
+    @cli.reports_errors(interrupted="nothing written")
+    def main(argv: list[str]) -> int:
+        raise raised
+
+    assert main(["--anything"]) == status
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_a_bug_keeps_its_traceback() -> None:
+    @cli.reports_errors()
+    def main() -> int:
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(ZeroDivisionError):
+        main()
+
+
+def test_the_readme_bad_input_table_shows_the_exit_statuses_of_the_code() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("**Bad input.**") :].split("\n\n")[1]
+    statuses = {int(row.rsplit("|", 2)[1]) for row in table.splitlines()[2:]}
+    assert statuses == set(cli.EXIT_STATUSES.values())

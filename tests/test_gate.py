@@ -11,22 +11,10 @@ from pathlib import Path
 import pytest
 
 import train
-from conftest import ROOT, run_script, workflow_env
+from conftest import ROOT, gate_thresholds, run_script
 from tools import gate as gate_cli
 
 CURVE = [1.5 - 0.05 * part for part in range(20)]
-THRESHOLD_OPTIONS = {
-    "--margin": "GATE_MARGIN",
-    "--min-accuracy": "MIN_ACCURACY",
-    "--parameter-budget": "PARAMETER_BUDGET",
-}
-THRESHOLD_OPTIONS |= {"--time-ratio": "TIME_RATIO"}
-
-
-def thresholds() -> list[str]:
-    """Return the gate's threshold options as the workflow passes them, each from its one place in the env."""
-    env = workflow_env()
-    return [word for option, name in THRESHOLD_OPTIONS.items() for word in (option, str(env[name]))]
 
 
 def run_metadata(seed: int, accuracy: float, parameters: int = 23_338, seconds: float = 3.0) -> dict:
@@ -58,7 +46,7 @@ def write_runs(folder: Path, runs: list[dict]) -> Path:
 def gate(tmp_path: Path, head: list[dict], base: list[dict] | None, *extra: str) -> tuple[int, str]:
     """Run gate_cli.main on the runs given; return the exit status and the summary it appended."""
     summary = tmp_path / "summary.md"
-    args = ["--head", str(write_runs(tmp_path / "head", head)), "--summary", str(summary), *thresholds(), *extra]
+    args = ["--head", str(write_runs(tmp_path / "head", head)), "--summary", str(summary), *gate_thresholds(), *extra]
     if base is not None:
         args += ["--base", str(write_runs(tmp_path / "base", base))]
     status = gate_cli.main(args)
@@ -116,7 +104,7 @@ def test_missing_baseline_applies_only_the_absolute_gates(tmp_path: Path) -> Non
 def test_empty_baseline_folder_counts_as_none(tmp_path: Path) -> None:
     (tmp_path / "base").mkdir()
     head = write_runs(tmp_path / "head", [run_metadata(0, 99.3)])
-    args = ["--head", str(head), "--base", str(tmp_path / "base"), "--summary", str(tmp_path / "s"), *thresholds()]
+    args = ["--head", str(head), "--base", str(tmp_path / "base"), "--summary", str(tmp_path / "s"), *gate_thresholds()]
     assert gate_cli.main(args) == 0
     assert "No baseline" in (tmp_path / "s").read_text()
 
@@ -157,7 +145,7 @@ def test_a_head_that_raises_the_budget_in_its_own_model_still_fails(tmp_path: Pa
     parameters = int(subprocess.run([sys.executable, "-c", count], cwd=head, capture_output=True, text=True).stdout)
     assert 25_000 < parameters < 60_000
     write_runs(head / "runs" / "head", [run_metadata(0, 99.6, parameters=parameters)])
-    result = run_script("tools.gate", "--head", "runs/head", *thresholds(), cwd=head)
+    result = run_script("tools.gate", "--head", "runs/head", *gate_thresholds(), cwd=head)
     assert result.returncode == 1
     assert f"::error::parameters {parameters} break the budget of 25,000" in result.stdout
 
@@ -170,11 +158,11 @@ def test_slower_training_warns_but_passes(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_missing_head_results_exit_two(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert gate_cli.main(["--head", str(tmp_path / "nothing"), *thresholds()]) == 2
+    assert gate_cli.main(["--head", str(tmp_path / "nothing"), *gate_thresholds()]) == 2
     assert capsys.readouterr().err.startswith("error: no mnist_cnn_*.json under")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "mnist_cnn_x.json").write_text("{not json")
-    assert gate_cli.main(["--head", str(tmp_path / "bad"), *thresholds()]) == 2
+    assert gate_cli.main(["--head", str(tmp_path / "bad"), *gate_thresholds()]) == 2
 
 
 def test_summary_holds_per_seed_details_and_a_well_formed_chart(tmp_path: Path) -> None:
@@ -225,7 +213,7 @@ def test_badge_shows_the_heads_mean_over_seeds(tmp_path: Path) -> None:
 def test_the_json_of_a_real_run_passes_the_gate(
     trained: train.TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    assert gate_cli.main(["--head", str(trained.metadata_path.parent), *thresholds()]) == 0
+    assert gate_cli.main(["--head", str(trained.metadata_path.parent), *gate_thresholds()]) == 0
     rows = table(capsys.readouterr().out)
     metrics = trained.metadata["metrics"]
     assert rows["Test accuracy, mean"][1] == f"{metrics['test_accuracy']:.2f}%"

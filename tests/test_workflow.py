@@ -8,9 +8,7 @@ import shlex
 import pytest
 import yaml
 
-from conftest import ROOT
-
-WORKFLOW = ROOT / ".github" / "workflows" / "model-training.yml"
+from conftest import GATE_THRESHOLDS, ROOT, RUN_SLOW, WORKFLOW
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +25,9 @@ def run_lines(workflow: dict) -> list[str]:
     return [line.strip() for script in scripts for line in script.replace("\\\n", " ").splitlines()]
 
 
-def readme_test_command() -> str:
-    """The test command that README.md gives on a line of its own."""
-    match = re.search(r"^(pytest [^\n]*)$", (ROOT / "README.md").read_text(), re.MULTILINE)
-    assert match, "README.md gives no pytest command on a line of its own"
-    return match.group(1)
+def readme_test_commands() -> list[str]:
+    """The test commands that README.md gives on lines of their own: the fast suite, then the whole one."""
+    return re.findall(r"^(pytest [^\n]*)$", (ROOT / "README.md").read_text(), re.MULTILINE)
 
 
 def steps_by_name(workflow: dict, job: str) -> dict[str, dict]:
@@ -39,10 +35,28 @@ def steps_by_name(workflow: dict, job: str) -> dict[str, dict]:
     return {step.get("id", step.get("name")): step for step in workflow["jobs"][job]["steps"]}
 
 
-def test_the_workflow_and_ci_run_the_readme_test_command(workflow: dict) -> None:
-    command = readme_test_command()
-    assert command in run_lines(workflow)
-    assert command in (ROOT / ".ci" / "run").read_text().splitlines()
+def test_the_workflow_and_ci_run_the_readme_test_commands(workflow: dict) -> None:
+    fast, whole = readme_test_commands()[:2]
+    assert whole == f"{fast} {RUN_SLOW}"
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert whole in ci_lines and "bash .ci/lowest-versions" in ci_lines
+    assert whole in run_lines({"jobs": {"train": workflow["jobs"]["train"]}})
+    assert fast in run_lines({"jobs": {"laptops": workflow["jobs"]["laptops"]}})
+    assert "bash .ci/lowest-versions" in run_lines({"jobs": {"lowest": workflow["jobs"]["lowest-versions"]}})
+
+
+def test_every_laptop_runs_the_fast_suite_and_trains(workflow: dict) -> None:
+    laptops = workflow["jobs"]["laptops"]
+    assert laptops["runs-on"] == "${{ matrix.os }}"
+    assert set(laptops["strategy"]["matrix"]["os"]) == {"macos-latest", "windows-latest"}
+    assert any(line.startswith("python train.py") for line in run_lines({"jobs": {"laptops": laptops}}))
+
+
+def test_the_gate_takes_every_threshold_from_the_env(workflow: dict) -> None:
+    script = steps_by_name(workflow, "train")["compare"]["run"].replace("\\\n", " ")
+    for option, name in GATE_THRESHOLDS.items():
+        assert f'{option} "${name}"' in script, option
+        assert name in workflow["env"]
 
 
 def test_every_project_command_it_runs_exists(workflow: dict) -> None:
