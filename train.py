@@ -1,11 +1,10 @@
 """Train MnistCNN on MNIST with one recipe, score it on the 10,000 test images and save a timestamped checkpoint.
 
-With --validation N it holds out the last N training images instead, trains on the rest, scores on
-those and never reads the test files: the split on which recipes are compared. The file reads top
-to bottom: the command line and its recipe, one epoch, a whole run (fit), training with scoring and
-saving, main. The data set lives in memory as one tensor on the device; batches are index slices.
-From the middle of a run images are drawn by their last loss (mnist_cnn/hard_examples.py), so a
-one-epoch run does not train on every image.
+With --validation N it holds out the last N training images, trains on the rest, scores on those and
+never reads the test files: the split on which recipes are compared. The file reads top to bottom: the
+command line and its recipe, one epoch, a whole run (fit), training with scoring and saving, main. The
+data set lives on the device as one tensor; batches are index slices. From the middle of a run images
+are drawn by their last loss (mnist_cnn/hard_examples.py), so a one-epoch run skips some images.
 """
 
 import argparse
@@ -125,7 +124,7 @@ def train_epoch(
 
 @dataclass
 class EpochReport:
-    """The figures of one finished epoch, as fit hands them to its on_epoch callback."""
+    """The figures of one finished epoch, as fit hands them to its on_epoch callback; str() gives its log line."""
 
     epoch: int
     epochs: int
@@ -133,13 +132,11 @@ class EpochReport:
     train_accuracy: float
     seconds: float
 
-
-def print_epoch(report: EpochReport) -> None:
-    """Print one line for a finished epoch: train.py's on_epoch."""
-    print(
-        f"epoch {report.epoch}/{report.epochs}: train loss {report.train_loss:.4f}, "
-        f"train accuracy {report.train_accuracy:.2f}%, {report.seconds:.1f} s"
-    )
+    def __str__(self) -> str:
+        return (
+            f"epoch {self.epoch}/{self.epochs}: train loss {self.train_loss:.4f}, "
+            f"train accuracy {self.train_accuracy:.2f}%, {self.seconds:.1f} s"
+        )
 
 
 @dataclass
@@ -158,7 +155,7 @@ def fit(
     images: torch.Tensor,
     labels: torch.Tensor,
     progress: bool = False,
-    on_epoch: Callable[[EpochReport], None] | None = None,
+    on_epoch: Callable[[EpochReport], object] = lambda report: None,
 ) -> FitResult:
     """Train a fresh MnistCNN on images (channels-last, on their device) as recipe says; hand each epoch's figures
     to on_epoch.
@@ -181,8 +178,7 @@ def fit(
         seconds = time.perf_counter() - start
         train_seconds += seconds
         loss_curve += epoch_curve
-        if on_epoch is not None:
-            on_epoch(EpochReport(epoch + 1, recipe.epochs, train_loss, train_accuracy, seconds))
+        on_epoch(EpochReport(epoch + 1, recipe.epochs, train_loss, train_accuracy, seconds))
     return FitResult(model, train_loss, train_accuracy, train_seconds, loss_curve)
 
 
@@ -204,19 +200,16 @@ def run_training(recipe: Recipe, args: argparse.Namespace) -> TrainResult:
     split, (train_images, train_labels), (eval_images, eval_labels) = load_training_and_scoring_sets(
         args.data_dir, device, args.validation
     )
-    fitted = fit(recipe, train_images, train_labels, progress, on_epoch=print_epoch)
+    fitted = fit(recipe, train_images, train_labels, progress, on_epoch=print)
     one_view = score(fitted.model, eval_images, eval_labels, amp_dtype, 1, progress)
     start = time.perf_counter()
     scored = score(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views, progress)
     eval_seconds = time.perf_counter() - start
+    scores = {"images": len(eval_images), "views": recipe.test_time_views, "accuracy": scored.accuracy}
+    scores |= {"loss": scored.loss, "accuracy_one_view": one_view.accuracy, "loss_one_view": one_view.loss}
     metrics = {
         "split": split,
-        f"{split}_images": len(eval_images),
-        f"{split}_views": recipe.test_time_views,
-        f"{split}_accuracy": scored.accuracy,
-        f"{split}_loss": scored.loss,
-        f"{split}_accuracy_one_view": one_view.accuracy,
-        f"{split}_loss_one_view": one_view.loss,
+        **{f"{split}_{name}": value for name, value in scores.items()},
         "per_class_accuracy": per_class_accuracy(confusion_matrix(eval_labels, scored.predicted)),
         "train_accuracy": fitted.train_accuracy,
         "train_loss": fitted.train_loss,

@@ -72,14 +72,6 @@ def peak_memory_mb() -> float | None:
     return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024
 
 
-def print_epoch_to_stderr(report: train.EpochReport) -> None:
-    """Print a finished epoch's line to stderr, which keeps stdout for the table."""
-    print(
-        f"epoch {report.epoch}/{report.epochs}: train loss {report.train_loss:.4f}, {report.seconds:.1f} s",
-        file=sys.stderr,
-    )
-
-
 def run_benchmark(
     seeds: int,
     quick: bool,
@@ -104,7 +96,7 @@ def run_benchmark(
     amp_dtype = autocast_dtype(device)
     for seed in range(seeds):
         recipe = recipe_for(epochs, **{**overrides, "seed": seed})
-        fitted = train.fit(recipe, train_images, train_labels, on_epoch=print_epoch_to_stderr)
+        fitted = train.fit(recipe, train_images, train_labels, on_epoch=lambda report: print(report, file=sys.stderr))
         one_view.append(score(fitted.model, eval_images, eval_labels, amp_dtype, 1).accuracy)
         start = time.perf_counter()
         accuracies.append(score(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views).accuracy)
