@@ -77,3 +77,14 @@ def test_bad_raw_file_is_named_with_what_is_wrong(name: str, change: object, pro
 def test_sound_files_pass_the_check(data_dir: str) -> None:
     for train in (True, False):
         data.check_raw_files(data_dir, train)
+
+
+def test_the_validation_split_is_the_last_training_images_held_out(data_dir: str) -> None:
+    cpu = torch.device("cpu")
+    images, labels = data.load_mnist(data_dir, train=True, device=cpu)
+    split, (train_images, train_labels), (held_images, held_labels) = data.load_training_and_scoring_sets(
+        data_dir, cpu, 7
+    )
+    assert split == "validation" and len(train_images) == 60_000 - 7 and len(held_images) == 7
+    assert torch.equal(held_images, images[-7:]) and torch.equal(held_labels, labels[-7:])
+    assert torch.equal(train_images, images[:-7]) and torch.equal(train_labels, labels[:-7])

@@ -16,10 +16,12 @@ from pathlib import Path
 import filelock
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 import tune
-from conftest import ROOT, require, run_script
+from conftest import ROOT, link_or_copy, require, run_script
+from mnist_cnn.data import MNIST_FILES, load_mnist
 
 QUICK = ["--seeds", "1", "--train-images", "2000", "--validation", "1000", "--confirm-seeds", "2"]
 SEARCHED = ["--fields", "adamw_lr,muon_lr"]
@@ -265,3 +267,15 @@ def test_a_study_in_which_nothing_trained_says_so(tmp_path: Path, data_dir: str)
     study.tell(study.ask(), state=TrialState.PRUNED)
     with pytest.raises(tune.TuneError, match="no trial of study quick trained: all were pruned"):
         tune.confirm(study, search)
+
+
+def test_the_search_trains_and_scores_on_the_training_files_alone(tmp_path: Path, data_dir: str) -> None:
+    raw = tmp_path / "train-only" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES[:2]:  # no test files: reading them would fail
+        link_or_copy(Path(data_dir).resolve() / "MNIST" / "raw" / name, raw / name)
+    search = quick_search(tmp_path, str(raw.parents[1]), *SEARCHED)
+    (train_images, _), (held_images, held_labels) = tune.load_data(search)
+    images, labels = load_mnist(data_dir, train=True, device=torch.device("cpu"))
+    assert len(train_images) == 2000 and torch.equal(train_images, images[:2000])
+    assert torch.equal(held_images, images[-1000:]) and torch.equal(held_labels, labels[-1000:])
