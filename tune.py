@@ -377,10 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if finished(study) < search.trials:
             run_workers(search, study, cli.wants_progress(False))
+        confirmation = confirm(study, search)
     except KeyboardInterrupt:
         kept = finished(study)
         raise cli.Interrupted(f"{kept} finished trial(s) kept in the study; run the same command to continue") from None
-    confirmation = confirm(study, search)
     description = (
         f"{search.trials} trials of {search.epochs} epoch(s), {search.seeds} seed(s) each, on the last "
         f"{search.validation:,} training images held out; storage `{safe_storage(search.storage)}`."

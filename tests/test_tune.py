@@ -25,6 +25,7 @@ from mnist_cnn.data import MNIST_FILES, load_mnist
 
 QUICK = ["--seeds", "1", "--train-images", "2000", "--validation", "1000", "--confirm-seeds", "2"]
 SEARCHED = ["--fields", "adamw_lr,muon_lr"]
+LONGER_TRIALS = ["--train-images", "20000"]  # trials of seconds, so that a signal lands in the middle of one
 
 
 def tune_args(storage: str, out_dir: Path, *extra: str, trials: int = 3) -> list[str]:
@@ -131,7 +132,7 @@ def wait_for_running_trial(storage: str, process: subprocess.Popen, timeout: flo
 @pytest.mark.skipif(sys.platform == "win32", reason="kills a process group with SIGKILL, which is POSIX only")
 def test_a_killed_worker_loses_no_trial_and_the_same_command_finishes(tmp_path: Path, data_dir: str) -> None:
     storage = str(tmp_path / "quick.journal")
-    args = [*tune_args(storage, tmp_path / "report", *SEARCHED, trials=3), "--data-dir", data_dir]
+    args = [*tune_args(storage, tmp_path / "report", *SEARCHED, *LONGER_TRIALS, trials=3), "--data-dir", data_dir]
     process = start_tune(args)
     wait_for_running_trial(storage, process)
     os.killpg(process.pid, signal.SIGKILL)
@@ -150,7 +151,7 @@ def test_a_killed_worker_loses_no_trial_and_the_same_command_finishes(tmp_path: 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT, which Windows cannot send to one process")
 def test_ctrl_c_keeps_the_finished_trials_and_says_how_to_continue(tmp_path: Path, data_dir: str) -> None:
     storage = str(tmp_path / "quick.journal")
-    process = start_tune([*tune_args(storage, tmp_path / "report", *SEARCHED), "--data-dir", data_dir])
+    process = start_tune([*tune_args(storage, tmp_path / "report", *SEARCHED, *LONGER_TRIALS), "--data-dir", data_dir])
     wait_for_running_trial(storage, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
