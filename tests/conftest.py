@@ -119,13 +119,13 @@ def set_byte(offset: int, value: int) -> Callable[[bytes], bytes]:
 
 @pytest.fixture(scope="session")
 def bad_labels_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A data folder like the real one whose test labels hold a label 11."""
+    """A data folder like the real one whose test labels hold a label 10, the first one past the digits."""
     folder = tmp_path_factory.mktemp("bad-mnist")
-    copy_with(folder / "MNIST" / "raw", MNIST_FILES[3], set_byte(100, 11))
+    copy_with(folder / "MNIST" / "raw", MNIST_FILES[3], set_byte(100, 10))
     return str(folder)
 
 
-BAD_LABELS_MESSAGE = "t10k-labels-idx1-ubyte is not a valid MNIST file: it holds the label 11, expected labels 0 to 9"
+BAD_LABELS_MESSAGE = "t10k-labels-idx1-ubyte is not a valid MNIST file: it holds the label 10, expected labels 0 to 9"
 
 
 class RunsCode:

@@ -52,7 +52,7 @@ def test_missing_data_names_the_folder_and_files(tmp_path: Path, monkeypatch: py
 
 
 BAD_FILES = [
-    ("t10k-labels-idx1-ubyte", set_byte(100, 11), "it holds the label 11, expected labels 0 to 9"),
+    ("t10k-labels-idx1-ubyte", set_byte(100, 10), "it holds the label 10, expected labels 0 to 9"),
     ("t10k-labels-idx1-ubyte", set_byte(3, 3), "its magic number is 2051, expected 2049"),
     ("t10k-images-idx3-ubyte", lambda content: content[:100_000], "it is 100,000 bytes long, expected 7,840,016"),
     ("t10k-images-idx3-ubyte", set_byte(7, 0x11), "its header counts 10,001 items, expected 10,000"),
