@@ -44,6 +44,7 @@ def test_trials_are_listed_best_first_and_the_winner_command_comes_last() -> Non
     [
         ([99.30, 99.31, 99.32, 99.33], [99.20, 99.20, 99.20, 99.20], True),  # +0.115, tiny spread
         ([99.30, 99.10, 99.40, 99.05], [99.20, 99.20, 99.20, 99.20], False),  # +0.0125, wide spread
+        ([99.45, 99.20, 99.45, 99.20], [99.20, 99.20, 99.20, 99.20], False),  # +0.125: beyond one error, not two
         ([99.10, 99.10, 99.10, 99.10], [99.20, 99.20, 99.21, 99.20], False),  # worse
     ],
 )

@@ -314,3 +314,14 @@ def test_bad_recipe_overrides_exit_two(args: list[str], message: str, capsys: py
 def test_validation_as_large_as_the_training_set_exits_two(data_dir: str, capsys: pytest.CaptureFixture) -> None:
     assert train.main(["--validation", "60000", "--data-dir", data_dir, "--no-progress"]) == 2
     assert "leaves no training image" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("loss", [float("nan"), float("inf")])
+def test_a_loss_that_is_not_a_finite_number_is_divergence(loss: float) -> None:
+    def step_with_loss(inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(len(targets), 10), torch.tensor(loss)
+
+    images, labels = torch.zeros(64, 1, 28, 28), torch.arange(64) % 10
+    with pytest.raises(train.DivergenceError, match=f"the loss is {loss} by step 1 of 4 in epoch 1/1"):
+        args = (Recipe(batch_size=16), torch.Generator(), torch.ones(64), None, "epoch 1/1", False)
+        train.train_epoch(step_with_loss, images, labels, *args)

@@ -117,11 +117,11 @@ def start_tune(args: list[str]) -> subprocess.Popen:
 
 
 def wait_for_running_trial(storage: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    """Wait until the study in storage has a running trial that names its worker."""
+    """Wait until the study in storage has a running trial that names its worker and has its recipe: it trains."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         trials = trials_in(storage) if Path(storage).exists() else []
-        if any(trial.state == TrialState.RUNNING and "worker" in trial.user_attrs for trial in trials):
+        if any(trial.state == TrialState.RUNNING and "parameters" in trial.user_attrs for trial in trials):
             return
         assert process.poll() is None, process.communicate()
         time.sleep(0.2)
