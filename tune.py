@@ -208,11 +208,6 @@ def finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
-def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Queue a trial again with the same parameters, naming the one it retries."""
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
-
-
 def lock_path(storage: str, worker: str) -> Path:
     """Return the lock file of a worker of the journal file storage."""
     return Path(f"{storage}.worker-{worker}.lock")
@@ -236,7 +231,7 @@ def requeue_dead_trials(study: optuna.Study, storage: str) -> None:
             continue
         lock_path(storage, worker).unlink(missing_ok=True)
         study.tell(trial.number, state=TrialState.FAIL)
-        retry(study, trial)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
 
 
 def suggest(trial: optuna.Trial, space: dict) -> dict:
@@ -287,8 +282,13 @@ def load_data(search: argparse.Namespace) -> tuple:
     return tuple(part[: search.train_images] for part in train_set), validation_set
 
 
+def stop_worker(signum: int, frame: object) -> None:
+    """Stop a worker that the main process ends (SIGTERM) as Ctrl-C would: Optuna fails its trial, locks are freed."""
+    raise KeyboardInterrupt
+
+
 def work(search: argparse.Namespace, threads: int) -> None:
-    """One worker: optimize until the study holds --trials finished trials. Ctrl-C is the main process's to handle."""
+    """One worker: optimize until the study holds --trials finished trials; on Ctrl-C the main process stops it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     keep_freed_memory()
@@ -296,7 +296,9 @@ def work(search: argparse.Namespace, threads: int) -> None:
     study = open_study(open_storage(search.storage), search)
     data, worker = load_data(search), uuid.uuid4().hex[:12]
     journal = "://" not in search.storage
-    with filelock.FileLock(lock_path(search.storage, worker)) if journal else contextlib.nullcontext():
+    lock = filelock.FileLock(lock_path(search.storage, worker)) if journal else contextlib.nullcontext()
+    signal.signal(signal.SIGTERM, stop_worker)
+    with contextlib.suppress(KeyboardInterrupt), lock:
         if finished(study) < search.trials:
             study.optimize(
                 lambda trial: objective(trial, search, data, worker),

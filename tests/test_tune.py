@@ -155,10 +155,12 @@ def test_ctrl_c_keeps_the_finished_trials_and_says_how_to_continue(tmp_path: Pat
     wait_for_running_trial(storage, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130
+    assert process.returncode == 130, stderr
     lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("interrupted: ") and "run the same command to continue" in lines[0]
-    assert states(trials_in(storage))["RUNNING"] == 0
+    assert len(lines) == 1 and lines[0].startswith("interrupted: "), stderr
+    assert "run the same command to continue" in lines[0]
+    trials = trials_in(storage)
+    assert states(trials)["RUNNING"] == 0 and states(trials)["FAIL"] == 1  # the trial that was cut short
 
 
 @pytest.mark.parametrize(
