@@ -227,10 +227,10 @@ def requeue_dead_trials(study: optuna.Study, storage: str) -> None:
             if worker is not None:
                 with filelock.FileLock(lock_path(storage, worker), timeout=0):  # taken at once: its worker is gone
                     pass
-        except filelock.Timeout:
+                lock_path(storage, worker).unlink(missing_ok=True)
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (filelock.Timeout, ValueError):  # ValueError: another process failed it first, and queued it again
             continue
-        lock_path(storage, worker).unlink(missing_ok=True)
-        study.tell(trial.number, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
 
 

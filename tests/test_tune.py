@@ -282,3 +282,16 @@ def test_the_search_trains_and_scores_on_the_training_files_alone(tmp_path: Path
     images, labels = load_mnist(data_dir, train=True, device=torch.device("cpu"))
     assert len(train_images) == 2000 and torch.equal(train_images, images[:2000])
     assert torch.equal(held_images, images[-1000:]) and torch.equal(held_labels, labels[-1000:])
+
+
+def test_a_dead_trial_found_by_two_processes_is_queued_again_once(tmp_path: Path) -> None:
+    storage = str(tmp_path / "quick.journal")
+    study = optuna.create_study(study_name="quick", storage=tune.open_storage(storage))
+    study.ask().set_user_attr("worker", "gone")
+    other = optuna.load_study(study_name="quick", storage=tune.open_storage(storage))
+    found = study.get_trials(deepcopy=False)  # both processes read the trial as running, then one fails it first
+    tune.requeue_dead_trials(other, storage)
+    study.get_trials = lambda **kwargs: found
+    tune.requeue_dead_trials(study, storage)
+    states = [trial.state for trial in other.get_trials(deepcopy=False)]
+    assert states == [TrialState.FAIL, TrialState.WAITING]
