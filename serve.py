@@ -107,14 +107,21 @@ def make_handler(model: nn.Module, page: bytes, log_requests: bool) -> type[Base
     return DigitHandler
 
 
-def make_server(model: nn.Module, host: str, port: int, log_requests: bool = True) -> ThreadingHTTPServer:
-    """Return a threading HTTP server bound to host:port (0 picks a free port) that serves the page and model.
+class DrawingServer(ThreadingHTTPServer):
+    """A threading HTTP server whose request threads end with it. On Windows it does without SO_REUSEADDR, which
+    there would let it bind a port that another program listens on instead of failing.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = sys.platform != "win32"
+
+
+def make_server(model: nn.Module, host: str, port: int, log_requests: bool = True) -> DrawingServer:
+    """Return a server bound to host:port (0 picks a free port) that serves the page and model.
 
     Each request is logged as one line on stderr unless log_requests is false.
     """
-    server = ThreadingHTTPServer((host, port), make_handler(model, PAGE.read_bytes(), log_requests))
-    server.daemon_threads = True
-    return server
+    return DrawingServer((host, port), make_handler(model, PAGE.read_bytes(), log_requests))
 
 
 def stop(signum: int, frame: object) -> None:
