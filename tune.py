@@ -181,10 +181,8 @@ def safe_storage(storage: str) -> str:
 
 
 def open_study(storage: optuna.storages.BaseStorage, search: argparse.Namespace) -> optuna.Study:
-    """Create the study or join it; raise TuneError, changing nothing, when it was made with another search.
-
-    Its sampler is TPE, told that the trials still running are pending, as every worker's is.
-    """
+    """Create the study or join it, with TPE told that running trials are pending; raise TuneError, changing
+    nothing, when it was made with another search."""
     sampler = optuna.samplers.TPESampler(constant_liar=True)
     if search.study in optuna.get_all_study_names(storage):  # create_study would write to the journal first
         study = optuna.load_study(study_name=search.study, storage=storage, sampler=sampler)
@@ -283,8 +281,8 @@ def load_data(search: argparse.Namespace) -> tuple:
 
 
 def stop_worker(signum: int, frame: object) -> None:
-    """Stop a worker that the main process ends (SIGTERM) as Ctrl-C would: Optuna fails its trial, locks are freed."""
-    raise KeyboardInterrupt
+    """End a worker the main process stops (SIGTERM): locks freed, its trial left running to be queued again."""
+    raise SystemExit(128 + signum)
 
 
 def work(search: argparse.Namespace, threads: int) -> None:
@@ -295,19 +293,21 @@ def work(search: argparse.Namespace, threads: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = open_study(open_storage(search.storage), search)
     data, worker = load_data(search), uuid.uuid4().hex[:12]
-    journal = "://" not in search.storage
-    lock = filelock.FileLock(lock_path(search.storage, worker)) if journal else contextlib.nullcontext()
+    journal_lock = filelock.FileLock(lock_path(search.storage, worker))  # a file only once acquired
+    lock = journal_lock if "://" not in search.storage else contextlib.nullcontext()
     signal.signal(signal.SIGTERM, stop_worker)
-    with contextlib.suppress(KeyboardInterrupt), lock:
-        if finished(study) < search.trials:
-            study.optimize(
-                lambda trial: objective(trial, search, data, worker),
-                callbacks=[
-                    lambda study, _: requeue_dead_trials(study, search.storage),
-                    optuna.study.MaxTrialsCallback(search.trials, states=FINISHED_STATES),
-                ],
-            )
-    lock_path(search.storage, worker).unlink(missing_ok=True)
+    try:
+        with lock:
+            if finished(study) < search.trials:
+                study.optimize(
+                    lambda trial: objective(trial, search, data, worker),
+                    callbacks=[
+                        lambda study, _: requeue_dead_trials(study, search.storage),
+                        optuna.study.MaxTrialsCallback(search.trials, states=FINISHED_STATES),
+                    ],
+                )
+    finally:
+        lock_path(search.storage, worker).unlink(missing_ok=True)
 
 
 def run_workers(search: argparse.Namespace, study: optuna.Study, progress: bool) -> None:

@@ -160,7 +160,8 @@ def test_ctrl_c_keeps_the_finished_trials_and_says_how_to_continue(tmp_path: Pat
     assert len(lines) == 1 and lines[0].startswith("interrupted: "), stderr
     assert "run the same command to continue" in lines[0]
     trials = trials_in(storage)
-    assert states(trials)["RUNNING"] == 0 and states(trials)["FAIL"] == 1  # the trial that was cut short
+    assert states(trials)["RUNNING"] == 0 and states(trials)["FAIL"] == 1  # the trial that was cut short ...
+    assert states(trials)["WAITING"] == 1  # ... is queued again, for the same command to run
 
 
 @pytest.mark.parametrize(
