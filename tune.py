@@ -4,9 +4,8 @@ A study lives in a journal file (runs/tune/NAME.journal) or in the PostgreSQL da
 through which the same command on many machines joins one study. Each worker runs study.optimize until
 the study holds --trials finished trials (workers at once may overshoot by up to one each but the last,
 optuna#2907). The same command continues a study after Ctrl-C or a crash; a killed worker's trial is
-failed and queued again (PostgreSQL: Optuna's heartbeat; a journal file: the lock each worker holds).
-Then the best recipe and the default are trained on new seeds, paired, and only then is the command that
-trains the winner printed. The test set is never read.
+failed and queued again (PostgreSQL: Optuna's heartbeat; a journal file: the lock each worker holds). Then
+the best recipe and the default train on new seeds, paired, before the winner's command. The test set is never read.
 """
 
 import argparse
@@ -370,6 +369,7 @@ def confirm(study: optuna.Study, search: argparse.Namespace) -> dict:
 @cli.reports_errors()
 def main(argv: list[str] | None = None) -> int:
     """Run tune.py with argv; return the exit status."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops the study even if started ignoring it
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = parse_args(argv)
     check_budget(search)
