@@ -2,7 +2,8 @@
 
 The file has a dynamic batch dimension, named input and output (images, logits) and metadata (test
 accuracy, normalisation, source checkpoint, and test_time_views: 5 when the graph averages the
-logits over the image and its four one-pixel shifts, 1 when it reads the image alone). After
+logits over the image and its four one-pixel shifts, 1 when it reads the image alone; by default
+the checkpoint's recipe decides). After
 writing it, the export checks its own output: onnx's full checker, then onnxruntime against PyTorch
 on all 10,000 test images, both in float32. A failed check removes the file and exits with status 1.
 """
@@ -13,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime
 import torch
 from torch import nn
 
-from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, recorded_views
 from mnist_cnn.cli import RunFailed, add_views_option, reports_errors
 from mnist_cnn.data import MNIST_MEAN, MNIST_STD, add_data_option, load_mnist
 from mnist_cnn.files import check_writable_folder, staged
 from mnist_cnn.inference import with_views
+from mnist_cnn.onnx_model import OnnxFileError, onnx_logits, onnx_session, read_onnx
 from model import INPUT_SHAPE
 
 MIN_AGREEMENT = 0.9995
@@ -67,24 +68,10 @@ def onnx_bytes(model: nn.Module, views: int, metadata: dict) -> bytes:
     return proto.SerializeToString()
 
 
-def check_export(path: Path, model: nn.Module, views: int, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Check the ONNX file at path against model reading views views; return the figures, or raise ExportCheckError
-    naming the check that failed.
+def compare_logits(onnx_all: np.ndarray, torch_all: np.ndarray, truth: np.ndarray) -> dict:
+    """Return how onnxruntime's logits agree with PyTorch's and both accuracies; raise ExportCheckError when they
+    agree on fewer than MIN_AGREEMENT of the images or differ by more than MAX_LOGIT_DIFFERENCE anywhere.
     """
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-        raise ExportCheckError(f"onnx.checker rejects the file: {error}") from None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    model = with_views(model.float().to(memory_format=torch.contiguous_format), views).eval()
-    onnx_logits, torch_logits = [], []
-    with torch.inference_mode():
-        for start in range(0, len(images), CHECK_BATCH_SIZE):
-            batch = images[start : start + CHECK_BATCH_SIZE].float().contiguous()
-            torch_logits.append(model(batch).numpy())
-            onnx_logits.append(session.run([OUTPUT_NAME], {INPUT_NAME: batch.numpy()})[0])
-    onnx_all, torch_all = np.concatenate(onnx_logits), np.concatenate(torch_logits)
-    truth = labels.numpy()
     figures = {
         "agreement": float((onnx_all.argmax(1) == torch_all.argmax(1)).mean()),
         "max_logit_difference": float(np.abs(onnx_all - torch_all).max()),
@@ -104,19 +91,39 @@ def check_export(path: Path, model: nn.Module, views: int, images: torch.Tensor,
     return figures
 
 
-def export_checkpoint(checkpoint_path: Path, output: Path, views: int, data_dir: str) -> dict:
-    """Export checkpoint_path, reading views views, to output and check it; return the check's figures. A failed
-    check leaves no file.
+def check_export(path: Path, model: nn.Module, views: int, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Check the ONNX file at path against model reading views views; return the figures, or raise ExportCheckError
+    naming the check that failed.
+    """
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+        data, _ = read_onnx(path)
+        onnx_all = onnx_logits(onnx_session(data, str(path)), images.float().contiguous().numpy(), str(path))
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        raise ExportCheckError(f"onnx.checker rejects the file: {error}") from None
+    except OnnxFileError as error:
+        raise ExportCheckError(str(error)) from None
+    model = with_views(model.float().to(memory_format=torch.contiguous_format), views).eval()
+    with torch.inference_mode():
+        batches = images.float().contiguous().split(CHECK_BATCH_SIZE)
+        torch_all = np.concatenate([model(batch).numpy() for batch in batches])
+    return compare_logits(onnx_all, torch_all, labels.numpy())
+
+
+def export_checkpoint(checkpoint_path: Path, output: Path, views: int | None, data_dir: str) -> dict:
+    """Export checkpoint_path, reading views views (None: as its recipe says), to output and check it; return the
+    check's figures and the views. A failed check leaves no file.
     """
     cpu = torch.device("cpu")
     model, metadata = load_checkpoint(checkpoint_path, cpu)
+    views = views or recorded_views(metadata)
     check_writable_folder(output.parent)
     images, labels = load_mnist(data_dir, train=False, device=cpu)
     data = onnx_bytes(model, views, {**metadata, "source_checkpoint": checkpoint_path.name})
     with staged(output) as unchecked:
         unchecked.write_bytes(data)
         figures = check_export(unchecked, model, views, images, labels)
-    return figures | {"bytes": len(data)}
+    return figures | {"bytes": len(data), "views": views}
 
 
 @reports_errors()
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = export_checkpoint(checkpoint_path, output, args.views, args.data_dir)
     except ExportCheckError as error:
         raise ExportCheckError(f"the exported model failed its check, so {output} was not written: {error}") from None
-    print(f"onnx file         {output} ({figures['bytes']:,} bytes, {args.views} view(s) of each image)")
+    print(f"onnx file         {output} ({figures['bytes']:,} bytes, {figures['views']} view(s) of each image)")
     print(f"pytorch accuracy  {figures['torch_accuracy']:.2f}%  ({figures['images']:,} test images, float32)")
     print(f"onnx accuracy     {figures['onnx_accuracy']:.2f}%  (onnxruntime, CPU)")
     print(f"same prediction   {100 * figures['agreement']:.2f}% of the images")

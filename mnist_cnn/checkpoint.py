@@ -18,6 +18,7 @@ from mnist_cnn.card import model_card
 from mnist_cnn.cli import BadInput
 from mnist_cnn.device import cpu_model
 from mnist_cnn.files import WriteError, strict_json, temporary_path
+from mnist_cnn.inference import VIEW_CHOICES
 from mnist_cnn.recipe import Recipe
 from model import MnistCNN, count_parameters
 
@@ -168,12 +169,21 @@ def load_checkpoint(path: Path | str, device: torch.device) -> tuple[MnistCNN, d
     return model.eval(), metadata
 
 
-def git_commit() -> str | None:
-    """Return the commit of the checkout this file lives in, or None outside a git checkout."""
+def recorded_views(metadata: dict) -> int:
+    """Return the views of each image that a checkpoint's recipe reads by default (test_time_views); 5 for
+    checkpoints that record none.
+    """
+    recipe = metadata.get("recipe")
+    views = recipe.get("test_time_views") if isinstance(recipe, dict) else None
+    return views if views in VIEW_CHOICES else VIEW_CHOICES[-1]
+
+
+def git_commit(folder: Path = Path(__file__).parent) -> str | None:
+    """Return the commit of the git checkout that folder (by default this file's) lies in, or None outside one."""
     try:
         result = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
+            cwd=folder,
             capture_output=True,
             check=False,
             text=True,

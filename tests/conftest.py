@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+import export
 import train
 from mnist_cnn.data import MNIST_FILES, MNIST_MEAN, MNIST_STD, default_data_dir
 from model import MnistCNN
@@ -60,6 +60,17 @@ def run_script(
     )
 
 
+def checkout_commit() -> str | None:
+    """Return the commit of the checkout the tests run in, as git itself says, or None outside a git checkout (a ZIP
+    download of the repository) or without git.
+    """
+    try:
+        found = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
 def offline_env() -> dict[str, str]:
     """The environment with every proxy pointed at a closed local port, so that no download can succeed."""
     unreachable = "http://127.0.0.1:9"
@@ -68,19 +79,6 @@ def offline_env() -> dict[str, str]:
 
 
 WORKFLOW = ROOT / ".github" / "workflows" / "model-training.yml"
-# Each option of the gate's thresholds with the variable of the workflow's env that sets it.
-GATE_THRESHOLDS = {
-    "--margin": "GATE_MARGIN",
-    "--min-accuracy": "MIN_ACCURACY",
-    "--parameter-budget": "PARAMETER_BUDGET",
-    "--time-ratio": "TIME_RATIO",
-}
-
-
-def gate_thresholds() -> list[str]:
-    """Return the gate's threshold options as the workflow passes them, each from its one place in the env."""
-    env = yaml.safe_load(WORKFLOW.read_text())["env"]
-    return [word for option, name in GATE_THRESHOLDS.items() for word in (option, str(env[name]))]
 
 
 def readme_python_block(containing: str) -> str:
@@ -182,3 +180,27 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: str) -> train.Tr
         ["--data-dir", data_dir, "--out-dir", str(tmp_path_factory.mktemp("models")), "--no-progress"]
     )
     return train.run_training(train.recipe_from_args(args), args)
+
+
+@pytest.fixture(scope="session")
+def one_view_checkpoint(trained: train.TrainResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's checkpoint with its recipe's test_time_views set to 1, as --set test_time_views=1 would store."""
+    checkpoint = torch.load(trained.checkpoint_path, weights_only=True)
+    checkpoint["recipe"]["test_time_views"] = 1
+    path = tmp_path_factory.mktemp("one-view") / "mnist_cnn_one_view.pt"
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shipped_run(trained: train.TrainResult, tmp_path_factory: pytest.TempPathFactory, data_dir: str) -> Path:
+    """The session's training run as the workflow ships it: a folder seed-0/ with its checkpoint, JSON, model card and
+    the ONNX file export.py writes (the recipe's views).
+    """
+    folder = tmp_path_factory.mktemp("shipped") / "seed-0"
+    folder.mkdir()
+    for suffix in (".pt", ".json", ".md"):
+        shutil.copyfile(trained.checkpoint_path.with_suffix(suffix), folder / f"{trained.checkpoint_path.stem}{suffix}")
+    checkpoint = folder / trained.checkpoint_path.name
+    export.export_checkpoint(checkpoint, checkpoint.with_suffix(".onnx"), None, data_dir)
+    return folder

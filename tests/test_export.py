@@ -40,15 +40,22 @@ sys.meta_path.insert(0, BlockTorch())
 
 @pytest.fixture(scope="module", params=[5, 1], ids=["five-views", "one-view"])
 def exported(
-    request: pytest.FixtureRequest, trained: train.TrainResult, data_dir: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    trained: train.TrainResult,
+    one_view_checkpoint: Path,
+    data_dir: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, str, int]:
-    """The session's checkpoint exported by export.py's command line with 5 views or 1, what it printed, the views."""
+    """The session's checkpoint exported by export.py's command line with --views 5, or the one whose recipe reads
+    one view with no --views; the file, what export printed, and the views.
+    """
     views = request.param
+    checkpoint, asked = (trained.checkpoint_path, ["--views", "5"]) if views == 5 else (one_view_checkpoint, [])
     output = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    args = ["--checkpoint", str(trained.checkpoint_path), "--output", str(output), "--data-dir", data_dir]
+    args = ["--checkpoint", str(checkpoint), "--output", str(output), "--data-dir", data_dir]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        status = export.main([*args, "--views", str(views)])
+        status = export.main([*args, *asked])
     assert status == 0
     return output, printed.getvalue(), views
 
@@ -125,12 +132,37 @@ def test_the_check_passes_the_model_it_exported_and_refuses_another(
     torch.manual_seed(1)
     with pytest.raises(export.ExportCheckError, match="agree on"):
         export.check_export(path, MnistCNN().eval(), 1, images, labels)
+
+
+@pytest.mark.parametrize(("share", "passes"), [(0.9, True), (1.1, False)])
+def test_the_logit_difference_is_checked_at_its_line(
+    small_onnx: tuple[Path, MnistCNN], data_dir: str, share: float, passes: bool
+) -> None:
+    path, model = small_onnx
+    images, labels = (part[:256] for part in load_mnist(data_dir, train=False, device=torch.device("cpu")))
     with torch.no_grad():
         nudged = MnistCNN().eval()
         nudged.load_state_dict(model.state_dict())
-        nudged.classifier.bias += 0.01  # the same predictions, logits 0.01 apart
-    with pytest.raises(export.ExportCheckError, match="logit"):
+        nudged.classifier.bias += share * export.MAX_LOGIT_DIFFERENCE  # every logit moves by that much
+    if passes:
         export.check_export(path, nudged, 1, images, labels)
+    else:
+        with pytest.raises(export.ExportCheckError, match="logit"):
+            export.check_export(path, nudged, 1, images, labels)
+
+
+@pytest.mark.parametrize(("disagreements", "passes"), [(5, True), (6, False)])
+def test_the_agreement_is_checked_at_its_line(disagreements: int, passes: bool) -> None:
+    truth = np.arange(10_000) % 10
+    torch_logits = np.eye(10, dtype=np.float32)[truth] * 1e-4  # logits so small that none differs past the line
+    onnx_logits = torch_logits.copy()
+    onnx_logits[:disagreements] = np.roll(onnx_logits[:disagreements], 1, axis=1)  # 10,000 images: 5 may disagree
+    if passes:
+        figures = export.compare_logits(onnx_logits, torch_logits, truth)
+        assert figures["agreement"] == 0.9995 and figures["onnx_accuracy"] == 99.95
+    else:
+        with pytest.raises(export.ExportCheckError, match=re.escape("agree on 99.94% of the images, below 99.95%")):
+            export.compare_logits(onnx_logits, torch_logits, truth)
 
 
 def test_failed_check_leaves_no_file(
