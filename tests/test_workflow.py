@@ -1,14 +1,20 @@
-"""The GitHub Actions workflow: it runs the README's tests, trains head and base alike, gates last, and only the
-badge job may write. (actionlint, check-jsonschema and zizmor check its syntax and pins in .ci/run.)
+"""The GitHub Actions workflow: the README's tests, head and base trained alike in separate jobs, the base found as the
+merge commit's first parent, the base's own gate judging, artifacts that re-runs can replace, and only the badge job
+writing. (actionlint, check-jsonschema and zizmor check its syntax and pins in .ci/run.)
 """
 
+import os
 import re
 import shlex
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import GATE_THRESHOLDS, ROOT, RUN_SLOW, WORKFLOW
+from conftest import ROOT, RUN_SLOW, WORKFLOW
+
+ZEROS = "0" * 40
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +25,16 @@ def workflow() -> dict:
     return parsed
 
 
-def run_lines(workflow: dict) -> list[str]:
-    """Every line of every `run:` script of every job, in order, continuations joined."""
-    scripts = [step["run"] for job in workflow["jobs"].values() for step in job["steps"] if "run" in step]
+def run_lines(workflow: dict, *jobs: str) -> list[str]:
+    """Every line of every `run:` script of the jobs named (all when none), in order, continuations joined."""
+    chosen = [job for name, job in workflow["jobs"].items() if not jobs or name in jobs]
+    scripts = [step["run"] for job in chosen for step in job["steps"] if "run" in step]
     return [line.strip() for script in scripts for line in script.replace("\\\n", " ").splitlines()]
+
+
+def steps_by_id(workflow: dict, job: str) -> dict[str, dict]:
+    """The steps of a job by their id, or their name where they have none."""
+    return {step.get("id", step.get("name")): step for step in workflow["jobs"][job]["steps"]}
 
 
 def readme_test_commands() -> list[str]:
@@ -30,33 +42,149 @@ def readme_test_commands() -> list[str]:
     return re.findall(r"^(pytest [^\n]*)$", (ROOT / "README.md").read_text(), re.MULTILINE)
 
 
-def steps_by_name(workflow: dict, job: str) -> dict[str, dict]:
-    """The steps of a job by their id, or their name where they have none."""
-    return {step.get("id", step.get("name")): step for step in workflow["jobs"][job]["steps"]}
-
-
 def test_the_workflow_and_ci_run_the_readme_test_commands(workflow: dict) -> None:
     fast, whole = readme_test_commands()[:2]
     assert whole == f"{fast} {RUN_SLOW}"
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     assert whole in ci_lines and "bash .ci/lowest-versions" in ci_lines
-    assert whole in run_lines({"jobs": {"train": workflow["jobs"]["train"]}})
-    assert fast in run_lines({"jobs": {"laptops": workflow["jobs"]["laptops"]}})
-    assert "bash .ci/lowest-versions" in run_lines({"jobs": {"lowest": workflow["jobs"]["lowest-versions"]}})
+    assert whole in run_lines(workflow, "test")
+    assert fast in run_lines(workflow, "laptops")
+    assert "bash .ci/lowest-versions" in run_lines(workflow, "lowest-versions")
 
 
 def test_every_laptop_runs_the_fast_suite_and_trains(workflow: dict) -> None:
     laptops = workflow["jobs"]["laptops"]
     assert laptops["runs-on"] == "${{ matrix.os }}"
     assert set(laptops["strategy"]["matrix"]["os"]) == {"macos-latest", "windows-latest"}
-    assert any(line.startswith("python train.py") for line in run_lines({"jobs": {"laptops": laptops}}))
+    assert any(line.startswith("python train.py") for line in run_lines(workflow, "laptops"))
 
 
-def test_the_gate_takes_every_threshold_from_the_env(workflow: dict) -> None:
-    script = steps_by_name(workflow, "train")["compare"]["run"].replace("\\\n", " ")
-    for option, name in GATE_THRESHOLDS.items():
-        assert f'{option} "${name}"' in script, option
-        assert name in workflow["env"]
+def test_every_job_computes_on_the_cpu(workflow: dict) -> None:
+    assert workflow["env"]["MNIST_DEVICE"] == "cpu"  # --device auto honours it (tests/test_device.py)
+    assert not any("--device" in line for line in run_lines(workflow))
+
+
+def run_step(script: str, cwd: Path, **env: str) -> dict[str, str]:
+    """Run a step's bash script as a runner would in cwd; return what it wrote to $GITHUB_OUTPUT."""
+    output = cwd / "github-output"
+    output.write_text("")
+    subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=os.environ | env | {"GITHUB_OUTPUT": str(output)},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return dict(line.split("=", 1) for line in output.read_text().splitlines())
+
+
+def git(folder: Path, *args: str) -> str:
+    """Run git in folder with a fixed identity; return what it printed."""
+    identity = ["-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"]
+    found = subprocess.run(["git", *identity, *args], cwd=folder, capture_output=True, text=True, check=True)
+    return found.stdout.strip()
+
+
+@pytest.fixture
+def merge_commit(tmp_path: Path) -> dict[str, str]:
+    """A repository whose HEAD merges a pull request into main after main moved on since the branch started.
+
+    Returns the commits: the pull request's recorded base (where the branch started), main's tip when the merge
+    was made, and the pull request's head.
+    """
+    git(tmp_path, "init", "-q", "--initial-branch", "main")
+    commits = {}
+    for name in ("started", "feature", "moved-on"):
+        if name == "feature":
+            git(tmp_path, "checkout", "-q", "-b", "feature")
+        elif name == "moved-on":
+            git(tmp_path, "checkout", "-q", "main")
+        (tmp_path / f"{name}.txt").write_text(name)
+        git(tmp_path, "add", ".")
+        git(tmp_path, "commit", "-q", "-m", name)
+        commits[name] = git(tmp_path, "rev-parse", "HEAD")
+    git(tmp_path, "merge", "-q", "--no-ff", "-m", "merge", "feature")
+    return commits
+
+
+def test_the_base_of_a_pull_request_is_its_merge_commits_first_parent(
+    workflow: dict, merge_commit: dict[str, str], tmp_path: Path
+) -> None:
+    script = steps_by_id(workflow, "train")["base"]["run"]
+    found = run_step(script, tmp_path, EVENT="pull_request", BEFORE="")
+    assert found["sha"] == merge_commit["moved-on"] != merge_commit["started"]
+    checkout = steps_by_id(workflow, "train")["Check out the change with its parents"]
+    assert checkout["with"]["fetch-depth"] == 2
+
+
+def test_a_pull_request_checked_out_without_its_merge_commit_stops(workflow: dict, tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "commit", "-q", "--allow-empty", "-m", "only")
+    script = steps_by_id(workflow, "train")["base"]["run"]
+    with pytest.raises(subprocess.CalledProcessError):
+        run_step(script, tmp_path, EVENT="pull_request", BEFORE="")
+
+
+@pytest.mark.parametrize(
+    ("event", "before", "base"), [("push", "1" * 40, "1" * 40), ("push", ZEROS, ""), ("workflow_dispatch", "", "")]
+)
+def test_the_base_of_a_push_is_the_commit_before_it(
+    workflow: dict, tmp_path: Path, event: str, before: str, base: str
+) -> None:
+    script = steps_by_id(workflow, "train")["base"]["run"]
+    assert run_step(script, tmp_path, EVENT=event, BEFORE=before)["sha"] == base
+
+
+@pytest.mark.parametrize(
+    ("checked_out", "has_gate", "judge", "words"),
+    [
+        ("success", True, "baseline", "the base commit"),
+        ("success", False, ".", "has no trusted gate yet"),
+        ("skipped", False, ".", "no base commit"),
+    ],
+)
+def test_the_judge_is_the_bases_own_gate_where_it_has_one(
+    workflow: dict, tmp_path: Path, checked_out: str, has_gate: bool, judge: str, words: str
+) -> None:
+    (tmp_path / "baseline").mkdir()
+    if has_gate:
+        (tmp_path / "baseline" / "gate.toml").write_text("seeds = 5\n")
+    script = steps_by_id(workflow, "gate")["judge"]["run"]
+    sha = "" if checked_out == "skipped" else "a" * 40
+    found = run_step(script, tmp_path, BASE_SHA=sha, BASE_CHECKED_OUT=checked_out)
+    assert found["dir"] == judge and words in found["label"]
+
+
+def test_the_change_and_its_base_train_the_same_seeds_in_jobs_of_their_own(workflow: dict) -> None:
+    head, base = steps_by_id(workflow, "train"), steps_by_id(workflow, "train-base")
+    train_head = next(step for step in head.values() if "train.py" in step.get("run", ""))
+    train_base = next(step for step in base.values() if "train.py" in step.get("run", ""))
+    assert train_head["run"] == train_base["run"] and "$JUDGE_DIR/gate.toml" in train_head["run"]
+    assert "export.py" in train_head["run"]
+    assert train_base["working-directory"] == "baseline"
+    assert (
+        base["Install CPU-only torch and torchvision, then the rest of the base's requirements.txt"][
+            "working-directory"
+        ]
+        == "baseline"
+    )
+    assert "needs" not in workflow["jobs"]["train-base"] or "train" not in workflow["jobs"]["train-base"]["needs"]
+
+
+def test_the_gate_job_judges_from_the_judges_checkout_with_no_threshold_of_its_own(workflow: dict) -> None:
+    assert not any(name for name in workflow["env"] if "GATE" in name or "ACCURACY" in name or "BUDGET" in name)
+    job = workflow["jobs"]["gate"]
+    assert set(job["needs"]) == {"train", "train-base"}
+    script = steps_by_id(workflow, "gate")["gate"]["run"].replace("\\\n", " ")
+    assert 'cd "$JUDGE_DIR"' in script and "python -m tools.gate" in script
+    assert not re.search(r"--(margin|min-accuracy|parameter-budget|time-ratio|seeds)", script)
+    assert "|| status=$?" in script and script.rstrip().endswith('exit "$status"')
+    uses = [step.get("uses", "") for step in job["steps"]]
+    setup = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/setup-python"))
+    assert "cache" not in setup["with"]  # no pip cache that a job running the change's code could have written
+    assert any(use.startswith("actions/cache/restore@") for use in uses)
+    assert not any(re.match(r"actions/cache@", use) for use in uses)
 
 
 def test_every_project_command_it_runs_exists(workflow: dict) -> None:
@@ -70,23 +198,6 @@ def test_every_project_command_it_runs_exists(workflow: dict) -> None:
         assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module
 
 
-def test_head_and_base_train_the_same_seeds_through_the_command_line(workflow: dict) -> None:
-    steps = steps_by_name(workflow, "train")
-    head, base = steps["train"]["run"], steps["train-base"]["run"]
-    assert head.splitlines()[0] == base.splitlines()[0]
-    assert head.replace('"runs/head/', '"$GITHUB_WORKSPACE/runs/base/') == base
-    assert steps["train-base"]["working-directory"] == "baseline"
-
-
-def test_the_gate_decides_last_after_writing_summary_and_badge(workflow: dict) -> None:
-    steps = steps_by_name(workflow, "train")
-    names = list(steps)
-    script = steps["compare"]["run"]
-    assert "--base runs/base" in script and "--summary" in script and "--badge badge/accuracy.json" in script
-    assert "|| status=$?" in script and script.rstrip().endswith('exit "$status"')
-    assert names.index("train") < names.index("export") < names.index("train-base") < names.index("compare")
-
-
 def test_only_the_badge_job_may_write(workflow: dict) -> None:
     assert workflow["permissions"] == {"contents": "read"}
     writers = {name for name, job in workflow["jobs"].items() if "write" in job.get("permissions", {}).values()}
@@ -94,9 +205,21 @@ def test_only_the_badge_job_may_write(workflow: dict) -> None:
     assert "pull_request_target" not in WORKFLOW.read_text()
 
 
-def test_keeps_the_model_its_card_onnx_file_and_badge(workflow: dict) -> None:
-    upload = next(s for s in workflow["jobs"]["train"]["steps"] if s.get("uses", "").startswith("actions/upload-"))
+def test_every_artifact_can_be_uploaded_again_by_a_rerun(workflow: dict) -> None:
+    uploads = [
+        step for job in workflow["jobs"].values() for step in job["steps"] if "upload-artifact" in step.get("uses", "")
+    ]
+    assert len(uploads) == 3 and all(step["with"]["overwrite"] is True for step in uploads)
+
+
+def test_what_ships_is_what_the_gate_judged(workflow: dict) -> None:
+    steps = steps_by_id(workflow, "gate")
+    download = next(step for step in steps.values() if step.get("with", {}).get("path") == "runs/head")
+    upload = next(step for step in steps.values() if "upload-artifact" in step.get("uses", ""))
     paths = upload["with"]["path"].split()
     for suffix in ("pt", "json", "md", "onnx"):
         assert f"runs/head/seed-0/mnist_cnn_*.{suffix}" in paths
     assert "badge/accuracy.json" in paths and upload["with"]["if-no-files-found"] == "error"
+    assert download["with"]["name"] == "head-runs-${{ github.sha }}"
+    assert '--head "$GITHUB_WORKSPACE/runs/head"' in steps["gate"]["run"]
+    assert workflow["jobs"]["badge"]["needs"] == "gate"
