@@ -2,6 +2,7 @@
 
 import argparse
 import ctypes
+import os
 import platform
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from mnist_cnn.cli import BadInput
 GLIBC_M_TRIM_THRESHOLD = -1
 GLIBC_M_MMAP_THRESHOLD = -3
 MALLOC_KEEP_BYTES = 32 * 1024 * 1024
+DEVICE_ENV = "MNIST_DEVICE"  # what auto picks when set: CI sets cpu, as hosted macOS runners report an unusable MPS
+DEVICES = ("cpu", "cuda", "mps")
 
 
 class DeviceError(BadInput):
@@ -24,13 +27,20 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
         default="auto",
-        choices=["auto", "cpu", "cuda", "mps"],
-        help="where to compute; auto picks cuda, then mps, then cpu (default: %(default)s)",
+        choices=["auto", *DEVICES],
+        help=f"where to compute; auto picks ${DEVICE_ENV} when set, else cuda, mps or cpu (default: %(default)s)",
     )
 
 
 def pick_device(name: str) -> torch.device:
-    """Return the device named, or for 'auto' the first available of cuda, mps and cpu."""
+    """Return the device named, or for 'auto' the one $MNIST_DEVICE names, else the first available of cuda, mps and
+    cpu.
+    """
+    if name == "auto" and os.environ.get(DEVICE_ENV):
+        forced = os.environ[DEVICE_ENV]
+        if forced not in DEVICES:
+            raise DeviceError(f"${DEVICE_ENV} is {forced!r}: set it to one of {', '.join(DEVICES)}, or unset it")
+        return pick_device(forced)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -23,10 +23,26 @@ def test_device_option_offers_the_known_devices() -> None:
 
 @pytest.mark.parametrize(("cuda", "mps", "picked"), [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
 def test_auto_picks_cuda_then_mps_then_cpu(cuda: bool, mps: bool, picked: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(device.DEVICE_ENV, raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
     assert device.pick_device("auto") == torch.device(picked)
     assert device.pick_device("cpu") == torch.device("cpu")
+
+
+def test_auto_picks_what_the_environment_names_even_where_mps_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)  # as on GitHub's macOS runners
+    monkeypatch.setenv(device.DEVICE_ENV, "cpu")
+    assert device.pick_device("auto") == torch.device("cpu")
+    assert device.pick_device("mps") == torch.device("mps")  # an explicit --device still wins
+    monkeypatch.setenv(device.DEVICE_ENV, "")
+    assert device.pick_device("auto") == torch.device("mps")
+
+
+def test_a_device_variable_naming_no_device_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(device.DEVICE_ENV, "gpu")
+    with pytest.raises(device.DeviceError, match="MNIST_DEVICE is 'gpu': set it to one of cpu, cuda, mps"):
+        device.pick_device("auto")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
