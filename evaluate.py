@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, provenance
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, provenance, recorded_views
 from mnist_cnn.cli import add_views_option, reports_errors, wants_progress
 from mnist_cnn.data import MNIST_MEAN, MNIST_STD, add_data_option, load_mnist
 from mnist_cnn.device import add_device_option, autocast_dtype, pick_device
@@ -114,14 +114,15 @@ def write_report(
 
 
 def evaluate_checkpoint(
-    path: Path, data_dir: str, device: torch.device, views: int, progress: bool, with_corruptions: bool = False
+    path: Path, data_dir: str, device: torch.device, views: int | None, progress: bool, with_corruptions: bool = False
 ) -> tuple[dict, tuple]:
     """Return the metrics of the checkpoint at path on the test set, and the (images, labels, predicted) behind them.
 
-    Each image is read through views views (1, or 5 with the test-time shifts). with_corruptions
-    adds the accuracy under each corruption of the suite, their mean and the worst.
+    Each image is read through views views (1, or 5 with the test-time shifts; None: as the checkpoint's
+    recipe says). with_corruptions adds the accuracy under each corruption of the suite, their mean and the worst.
     """
-    model, _ = load_checkpoint(path, device)
+    model, metadata = load_checkpoint(path, device)
+    views = views or recorded_views(metadata)
     images, labels = load_mnist(data_dir, train=False, device=device)
     tested = score(model, images, labels, autocast_dtype(device), views, progress)
     matrix = confusion_matrix(labels, tested.predicted)

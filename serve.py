@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint
-from mnist_cnn.cli import BadInput, add_views_option, reports_errors
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, recorded_views
+from mnist_cnn.cli import BadInput, add_views_option, port_number, reports_errors
 from mnist_cnn.digit_image import ImageError, prepare_file
 from mnist_cnn.inference import digit_probabilities, with_views
 
@@ -135,12 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to serve (default: the newest in models/)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    parser.add_argument("--port", type=port_number, default=8000, help="port to listen on, 0: any free (default: 8000)")
     add_views_option(parser)
     args = parser.parse_args(argv)
-    model, _ = load_checkpoint(args.checkpoint or newest_checkpoint(), torch.device("cpu"))
+    model, metadata = load_checkpoint(args.checkpoint or newest_checkpoint(), torch.device("cpu"))
     try:
-        server = make_server(with_views(model, args.views), args.host, args.port)
+        server = make_server(with_views(model, args.views or recorded_views(metadata)), args.host, args.port)
     except OSError as error:
         raise BadInput(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -61,6 +61,16 @@ def front_matter(metadata: dict) -> str:
     return "---\n" + yaml.safe_dump(fields, sort_keys=False) + "---\n"
 
 
+def views_sentence(views: int) -> str:
+    """Return the card's sentence on how many views of each image the project's scripts read by default."""
+    if views == 1:
+        return "The project's scripts read each image once by default (`--views 5` adds its four one-pixel shifts)."
+    return (
+        f"The project's scripts read each image {views} times by default: the image and its four one-pixel "
+        "shifts, logits averaged (`--views 1` turns that off)."
+    )
+
+
 def model_card(metadata: dict, model: MnistCNN, name: str) -> str:
     """Return the model card of the checkpoint called name, built from its metadata and weights alone."""
     metrics, config, recipe = metadata["metrics"], metadata["config"], metadata["recipe"]
@@ -109,8 +119,7 @@ returns ten logits, one per digit. This card was written by `train.py` from the 
 {count_parameters(model):,} parameters (the project's budget is under {PARAMETER_BUDGET:,}). Input: a float32
 tensor of shape (N, 1, 28, 28), pixels scaled to [0, 1], then normalised with MNIST's mean {MNIST_MEAN}
 and standard deviation {MNIST_STD}; a light digit on a dark background, as in MNIST. Output: logits of
-shape (N, 10) for the image alone. The scripts of the project read each image {recipe["test_time_views"]} time(s) by
-default: the image and its four one-pixel shifts, logits averaged (`--views 1` turns that off).
+shape (N, 10) for the image alone. {views_sentence(recipe["test_time_views"])}
 
 | layer | output shape | parameters |
 | --- | --- | --- |
@@ -137,7 +146,7 @@ default: the image and its four one-pixel shifts, logits averaged (`--views 1` t
 ## Evaluation
 
 On {evaluated_on}: {split} accuracy **{metrics[f"{split}_accuracy"]:.2f}%**, {split} loss
-{metrics[f"{split}_loss"]:.4f} (cross-entropy) with {recipe["test_time_views"]} views;
+{metrics[f"{split}_loss"]:.4f} (cross-entropy) with {recipe["test_time_views"]} view(s);
 {metrics[f"{split}_accuracy_one_view"]:.2f}% and {metrics[f"{split}_loss_one_view"]:.4f} with the image alone.
 Train accuracy over the last epoch, while training with label smoothing: {metrics["train_accuracy"]:.2f}%.
 

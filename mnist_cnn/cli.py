@@ -80,17 +80,17 @@ positive_float = checked_number(
     float, lambda value: math.isfinite(value) and value > 0, "must be a finite number greater than 0", "a number"
 )
 percentage = checked_number(float, lambda value: 0 <= value <= 100, "must be between 0 and 100", "a percentage")
+port_number = checked_number(int, lambda value: 0 <= value <= 65535, "must be between 0 and 65535", "a port number")
 
 
 def add_views_option(parser: argparse.ArgumentParser) -> None:
-    """Add --views, which every script that runs a trained model shares."""
+    """Add --views, which every script that runs a trained model shares; unset, the checkpoint's recipe decides."""
     parser.add_argument(
         "--views",
         type=int,
         choices=VIEW_CHOICES,
-        default=VIEW_CHOICES[-1],
         help="views of each image whose logits are averaged: 1 (the image alone) or 5 (with its four one-pixel "
-        "shifts) (default: %(default)s)",
+        "shifts) (default: the test_time_views of the checkpoint's recipe)",
     )
 
 

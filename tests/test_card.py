@@ -4,10 +4,12 @@ import json
 import re
 
 import pytest
+import torch
 import yaml
 
 import train
-from mnist_cnn.card import CARD_SECTIONS, layer_rows
+from mnist_cnn.card import CARD_SECTIONS, layer_rows, model_card
+from mnist_cnn.checkpoint import load_checkpoint
 from model import MnistCNN, count_parameters
 
 
@@ -54,3 +56,12 @@ def test_layer_table_adds_up_to_the_model() -> None:
     rows = layer_rows(model)
     assert sum(count for _, _, count in rows) == count_parameters(model)
     assert rows[-1][1] == "10"
+
+
+def test_a_one_view_recipe_describes_one_view(trained: train.TrainResult) -> None:
+    network, _ = load_checkpoint(trained.checkpoint_path, torch.device("cpu"))
+    one_view = {**trained.metadata, "recipe": {**trained.metadata["recipe"], "test_time_views": 1}}
+    card = model_card(one_view, network, "one-view")
+    assert "read each image once by default (`--views 5` adds its four one-pixel shifts)" in card
+    assert "logits averaged" not in card and "with 1 view(s);" in card
+    assert "read each image 5 times by default" in model_card(trained.metadata, network, "five")

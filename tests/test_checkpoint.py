@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import BAD_CHECKPOINTS, readme_python_block
+from conftest import BAD_CHECKPOINTS, checkout_commit, readme_python_block
 from mnist_cnn import checkpoint as checkpoint_module
 from mnist_cnn.checkpoint import CheckpointError, load_checkpoint, newest_checkpoint, provenance, save_checkpoint
 from mnist_cnn.files import WriteError
@@ -136,8 +136,12 @@ def test_provenance_names_the_versions_and_the_commit() -> None:
     found = provenance()
     assert set(found["versions"]) == {"python", "torch", "torchvision"}
     assert found["versions"]["torch"] == str(torch.__version__)
-    commit = found["git_commit"]  # this checkout's commit: the tests run in a git checkout
-    assert re.fullmatch(r"[0-9a-f]{40}", commit), commit
+    assert found["git_commit"] == checkout_commit()
+    assert found["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", found["git_commit"])
+
+
+def test_outside_a_git_checkout_the_commit_is_unknown(tmp_path: Path) -> None:
+    assert checkpoint_module.git_commit(tmp_path) is None
 
 
 def test_loading_builds_the_recorded_channels(tmp_path: Path) -> None:

@@ -59,21 +59,19 @@ def test_corruptions_add_the_suite_to_the_report(
         assert re.search(rf"{re.escape(name)}\s+{accuracy:.2f}%", printed), name
 
 
+@pytest.mark.parametrize("asked", ["--views 1", "the checkpoint's recipe"])
 def test_one_view_gives_the_stored_single_view_figures(
-    trained: train.TrainResult, data_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture
+    trained: train.TrainResult,
+    one_view_checkpoint: Path,
+    data_dir: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    asked: str,
 ) -> None:
     report = tmp_path / "report"
-    args = [
-        "--checkpoint",
-        str(trained.checkpoint_path),
-        "--data-dir",
-        data_dir,
-        "--views",
-        "1",
-        "--report",
-        str(report),
-    ]
-    assert evaluate.main(args) == 0
+    checkpoint = trained.checkpoint_path if asked == "--views 1" else one_view_checkpoint
+    args = ["--checkpoint", str(checkpoint), "--data-dir", data_dir, "--report", str(report)]
+    assert evaluate.main([*args, *(["--views", "1"] if asked == "--views 1" else [])]) == 0
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["views"] == 1
     assert metrics["test_accuracy"] == pytest.approx(trained.metadata["metrics"]["test_accuracy_one_view"], abs=1e-9)

@@ -73,6 +73,18 @@ def test_predict_returns_the_labels_of_every_variant(
     assert all(0 < answer["probability"] <= 1 for answer in answers.values())
 
 
+def test_predict_reads_as_many_views_as_the_checkpoints_recipe(
+    trained: train.TrainResult, one_view_checkpoint: Path, digit_files: dict, capsys: pytest.CaptureFixture
+) -> None:
+    path = str(digit_files["enlarged.png"][0][0])
+    answers = []
+    runs = [(one_view_checkpoint, []), (trained.checkpoint_path, ["--views", "1"]), (trained.checkpoint_path, [])]
+    for checkpoint, views in runs:
+        assert predict.main([path, "--checkpoint", str(checkpoint), "--json", "--top", "10", *views]) == 0
+        answers.append(json.loads(capsys.readouterr().out)["top"])
+    assert answers[0] == answers[1] != answers[2]
+
+
 def test_predict_lists_top_digits(trained: train.TrainResult, digit_files: dict, capsys: pytest.CaptureFixture) -> None:
     path, label = digit_files["inverted.png"][0]
     assert predict.main([str(path), "--checkpoint", str(trained.checkpoint_path), "--top", "3"]) == 0

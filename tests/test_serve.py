@@ -22,7 +22,8 @@ import train
 from conftest import ROOT, as_pixels, require
 from mnist_cnn.checkpoint import load_checkpoint
 from mnist_cnn.data import load_mnist
-from mnist_cnn.inference import with_views
+from mnist_cnn.inference import ShiftAveraged, with_views
+from model import MnistCNN
 from tools.loadtest import SEVEN_STROKE
 
 CHROMIUM_ARGS = [
@@ -172,6 +173,35 @@ def test_port_in_use_and_bad_checkpoint_exit_two(trained: train.TrainResult, tmp
     assert busy.returncode == 2
     assert busy_error.startswith(f"error: cannot listen on 127.0.0.1:{port}: ") and busy_error.count("\n") == 1
     assert missing.returncode == 2 and "does not exist" in missing_error and missing_error.count("\n") == 1
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1"])
+def test_a_port_out_of_range_exits_two_with_one_line(port: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        serve.main(["--port", port])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.endswith(f" error: argument --port: must be between 0 and 65535, got {port}")
+
+
+@pytest.mark.parametrize(("views", "served"), [([], MnistCNN), (["--views", "5"], ShiftAveraged)])
+def test_the_server_reads_as_many_views_as_the_checkpoints_recipe(
+    one_view_checkpoint: Path, views: list[str], served: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = []
+
+    class Stopped:
+        server_address = ("127.0.0.1", 0)
+
+        def serve_forever(self) -> None:
+            raise KeyboardInterrupt
+
+        def server_close(self) -> None:
+            pass
+
+    monkeypatch.setattr(serve, "make_server", lambda model, host, port: made.append(model) or Stopped())
+    assert serve.main(["--checkpoint", str(one_view_checkpoint), "--port", "0", *views]) == 0
+    assert type(made[0]) is served
 
 
 def chromium() -> str | None:
