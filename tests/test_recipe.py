@@ -5,7 +5,15 @@ from dataclasses import asdict
 
 import pytest
 
-from mnist_cnn.recipe import EVERY_DISTORTION, SEARCH_SPACE, WHOLE_BATCH_SHIFT, Recipe, parse_override, recipe_for
+from mnist_cnn.recipe import (
+    EVERY_DISTORTION,
+    SEARCH_SPACE,
+    VALID_SETTINGS,
+    WHOLE_BATCH_SHIFT,
+    Recipe,
+    parse_override,
+    recipe_for,
+)
 
 
 @pytest.mark.parametrize(("epochs", "full_resolution"), [(1, False), (2, False), (3, True), (10, True), (15, True)])
@@ -71,3 +79,41 @@ def test_overrides_are_read_with_the_fields_type(text: str, expected: tuple) -> 
 def test_a_recipe_no_run_can_train_is_refused(setting: dict, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         Recipe(**setting)
+
+
+# Each check of VALID_SETTINGS with a value just inside its line and one just outside.
+LINES = [
+    ("epochs", 1, 0),
+    ("batch_size", 1, 0),
+    ("adamw_lr", 1e-9, 0.0),
+    ("adamw_lr", 1e9, float("inf")),
+    ("muon_lr", 1e-9, 0.0),
+    ("muon_lr", 1e9, float("nan")),
+    ("muon_momentum", 0.0, -1e-9),
+    ("muon_momentum", 0.999, 1.0),
+    ("weight_decay", 0.0, -1e-9),
+    ("weight_decay", 1e9, float("inf")),
+    ("warmup_fraction", 1e-9, 0.0),
+    ("warmup_fraction", 0.999, 1.0),
+    ("label_smoothing", 0.0, -1e-9),
+    ("label_smoothing", 0.999, 1.0),
+    ("width", 1e-3, 0.0),
+    ("width", 4.0, 4.001),
+    ("hard_example_share", 0.0, -1e-9),
+    ("hard_example_share", 1.0, 1.001),
+    ("hard_examples_from", 0.0, -1e-9),
+    ("hard_examples_from", 1.0, 1.001),
+    ("test_time_views", 1, 2),
+    ("test_time_views", 5, 4),
+]
+
+
+@pytest.mark.parametrize(("name", "inside", "outside"), LINES)
+def test_every_setting_is_checked_at_its_line(name: str, inside: float, outside: float) -> None:
+    assert getattr(Recipe(**{name: inside}), name) == inside
+    with pytest.raises(ValueError, match=f"^{name} must be "):
+        Recipe(**{name: outside})
+
+
+def test_every_checked_setting_is_tried_at_its_line() -> None:
+    assert {name for name, _, _ in LINES} == set(VALID_SETTINGS)

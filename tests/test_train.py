@@ -3,17 +3,17 @@
 import errno
 import json
 import re
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import pytest
 import torch
 
 import train
-from conftest import BAD_LABELS_MESSAGE, link_or_copy, offline_env, run_script
+from conftest import BAD_LABELS_MESSAGE, checkout_commit, link_or_copy, offline_env, run_script
 from mnist_cnn.data import MNIST_FILES, DataError, load_mnist
 from mnist_cnn.optim import make_scheduled_optimizers
-from mnist_cnn.recipe import EVERY_DISTORTION, Recipe, recipe_for
+from mnist_cnn.recipe import EVERY_DISTORTION, WHOLE_BATCH_SHIFT, Recipe, recipe_for
 from mnist_cnn.step import make_step
 from model import MnistCNN
 
@@ -38,7 +38,7 @@ def test_checkpoint_has_timestamped_name_and_metadata(
     assert checkpoint["num_parameters"] == trained.metadata["num_parameters"]
     assert set(checkpoint["versions"]) == {"python", "torch", "torchvision"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", checkpoint["timestamp"])
-    assert re.fullmatch(r"[0-9a-f]{40}", checkpoint["git_commit"])  # the tests run in a git checkout
+    assert checkpoint["git_commit"] == checkout_commit()  # None in a ZIP download of the repository
 
 
 def test_run_stores_its_whole_recipe_and_architecture(trained: train.TrainResult) -> None:
@@ -61,6 +61,50 @@ def test_same_seed_gives_same_weights(data_dir: str) -> None:
     assert first.train_loss == second.train_loss
     for name, tensor in first.model.state_dict().items():
         assert torch.equal(tensor, second.model.state_dict()[name]), name
+
+
+# Another value for each setting of the recipe that takes part in training; test_time_views only in scoring (below).
+CHANGED_SETTINGS = {
+    "epochs": 2,
+    "seed": 1,
+    "batch_size": 24,
+    "adamw_lr": 0.02,
+    "muon_lr": 0.05,
+    "muon_momentum": 0.5,
+    "weight_decay": 0.01,
+    "warmup_fraction": 0.5,
+    "label_smoothing": 0.0,
+    "full_resolution": True,
+    "width": 0.5,
+    "hard_example_share": 0.0,
+    "hard_examples_from": 0.25,
+    **{f"augmentation.{name}": value for name, value in asdict(EVERY_DISTORTION).items()},
+}
+
+
+@pytest.fixture(scope="module")
+def short_runs(data_dir: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """320 training images, and the weights that ten steps of the default recipe (batch 32) train on them."""
+    images, labels = (part[:320] for part in load_mnist(data_dir, train=True, device=torch.device("cpu")))
+    return images, labels, train.fit(Recipe(batch_size=32), images, labels).model.state_dict()
+
+
+@pytest.mark.parametrize("setting", CHANGED_SETTINGS)
+def test_every_setting_of_the_recipe_changes_what_training_makes(setting: str, short_runs: tuple) -> None:
+    images, labels, default = short_runs
+    name, _, inner = setting.partition(".")
+    value = replace(WHOLE_BATCH_SHIFT, **{inner: CHANGED_SETTINGS[setting]}) if inner else CHANGED_SETTINGS[setting]
+    changed = train.fit(replace(Recipe(batch_size=32), **{name: value}), images, labels).model.state_dict()
+    assert any(
+        changed[key].shape != tensor.shape or not torch.equal(changed[key], tensor) for key, tensor in default.items()
+    ), f"{setting} changed nothing that training made"
+
+
+def test_every_setting_of_the_recipe_is_tried() -> None:
+    names = {name.partition(".")[0] for name in CHANGED_SETTINGS} | {"test_time_views"}
+    assert names == {item.name for item in fields(Recipe)}
+    assert {name.partition(".")[2] for name in CHANGED_SETTINGS if "." in name} == set(asdict(WHOLE_BATCH_SHIFT))
+    assert all(asdict(WHOLE_BATCH_SHIFT)[name] != value for name, value in asdict(EVERY_DISTORTION).items())
 
 
 def test_command_line_options_override_the_recipe_for_the_epochs() -> None:
@@ -293,6 +337,24 @@ def test_validation_run_never_reads_the_test_files(
     assert trained_on == [50_000] and metrics["train_images"] == 50_000
     assert metrics["split"] == "validation" and metrics["validation_images"] == 10_000
     assert "test_accuracy" not in metrics
+
+
+@pytest.mark.parametrize("views", [1, 5])
+def test_a_run_scores_with_as_many_views_as_its_recipe(
+    views: int, data_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fit = train.fit
+    monkeypatch.setattr(
+        train,
+        "fit",
+        lambda recipe, images, labels, *rest, **named: fit(recipe, images[:960], labels[:960], *rest, **named),
+    )
+    args = ["--validation", "2000", "--set", f"test_time_views={views}", "--data-dir", data_dir]
+    assert train.main([*args, "--out-dir", str(tmp_path), "--no-progress"]) == 0
+    metrics = json.loads(next(tmp_path.glob("*.json")).read_text())["metrics"]
+    assert metrics["validation_views"] == views
+    same = metrics["validation_loss"] == metrics["validation_loss_one_view"]
+    assert same == (views == 1)
 
 
 @pytest.mark.parametrize(
