@@ -26,7 +26,7 @@ CURVE = [1.5 - 0.05 * part for part in range(20)]
 def shipped(seed: int, accuracy: float, claimed: float | None = None, **changes: object) -> Shipped:
     """A shipped model as the gate would find it, with the JSON train.py writes beside it."""
     metrics = {"test_accuracy": accuracy if claimed is None else claimed, "test_images": 10_000, "train_seconds": 3.0}
-    metrics["train_loss_curve"] = CURVE
+    metrics |= {"test_loss": 0.125, "train_loss_curve": CURVE}
     run = Shipped(
         f"seed-{seed}/mnist_cnn_x.onnx",
         sha256=f"{seed:064x}",
@@ -59,6 +59,7 @@ def test_gate_toml_sets_five_seeds_and_the_documented_lines() -> None:
         seed_floor=99.0,
         parameter_budget=25_000,
         claim_tolerance=0.05,
+        claim_loss_tolerance=0.001,
         time_ratio=1.5,
     )
 
@@ -125,6 +126,15 @@ def test_each_seeds_own_figure_must_agree_with_the_gates(gap: float, passes: boo
     found = failures(head)
     assert (found == []) == passes, found
     assert passes or "so the change's own scoring is broken" in found[0]
+
+
+@pytest.mark.parametrize(("gap", "passes"), [(0.001, True), (-0.001, True), (0.0011, False), (-0.0011, False)])
+def test_each_seeds_own_loss_must_agree_with_the_gates(gap: float, passes: bool) -> None:
+    head = side(GOOD)
+    head.runs[3].report["metrics"]["test_loss"] = head.runs[3].loss + gap
+    found = failures(head)
+    assert (found == []) == passes, found
+    assert passes or "reports a test loss of" in found[0]
 
 
 def test_a_change_that_scores_other_images_or_reports_nothing_fails() -> None:

@@ -7,8 +7,8 @@ file of each seed (and the JSON that train.py wrote beside it), counts every num
 against their published SHA-256. It fails (exit status 1) when the change ships another number of
 models than gate.toml's seeds, the same file twice, or a file it cannot run; when a file stores the
 budget or more; when a seed is below the seed floor, or the mean below the mean floor or below the
-base's mean by more than the margin; or when the change's own figure of a seed differs from the
-gate's by more than the claim tolerance (its scoring is then broken). A training time over the ratio
+base's mean by more than the margin; or when the change's own test accuracy or loss of a seed differs
+from the gate's by more than its tolerance (its scoring is then broken). A training time over the ratio
 is a warning. It writes the job summary and, with --badge, a shields.io badge of the change's mean.
 """
 
@@ -53,8 +53,8 @@ class GateInputError(BadInput):
 @dataclass(frozen=True)
 class Thresholds:
     """gate.toml: seeds of each side; the allowed drop of the mean (points); the floors of the mean and of every
-    seed (%); the budget of stored numbers (a model must store fewer); the allowed gap between the change's own
-    figure and the gate's (points); the training-time ratio above which the gate warns.
+    seed (%); the budget of stored numbers (a model must store fewer); the allowed gaps between the change's own
+    test accuracy (points) and test loss and the gate's; the training-time ratio above which the gate warns.
     """
 
     seeds: int
@@ -63,6 +63,7 @@ class Thresholds:
     seed_floor: float
     parameter_budget: int
     claim_tolerance: float
+    claim_loss_tolerance: float
     time_ratio: float
 
 
@@ -222,7 +223,7 @@ def judge(head: Side, base: Side | None, thresholds: Thresholds) -> Verdict:
             failures.append(
                 f"{run.name} scores {run.accuracy:.2f}%, below the floor of every seed, {thresholds.seed_floor:.2f}%"
             )
-        claimed, images = run.reported("test_accuracy"), run.reported("test_images")
+        claimed, images, claimed_loss = (run.reported(key) for key in ("test_accuracy", "test_images", "test_loss"))
         if claimed is None:
             failures.append(f"{run.name}: the change reports no test accuracy beside it, so its scoring is broken")
         elif images is not None and images != run.images:
@@ -234,6 +235,11 @@ def judge(head: Side, base: Side | None, thresholds: Thresholds) -> Verdict:
             failures.append(
                 f"{run.name}: the change reports {claimed:.2f}%, the gate finds {run.accuracy:.2f}%; more than "
                 f"{thresholds.claim_tolerance:.2f} points apart, so the change's own scoring is broken"
+            )
+        elif claimed_loss is not None and abs(claimed_loss - run.loss) > thresholds.claim_loss_tolerance + ON_THE_LINE:
+            failures.append(
+                f"{run.name}: the change reports a test loss of {claimed_loss:.4f}, the gate finds {run.loss:.4f}; "
+                f"more than {thresholds.claim_loss_tolerance:g} apart, so the change's own scoring is broken"
             )
     head_mean = pick(head.accuracies(), statistics.mean)
     if head_mean is not None and head_mean < thresholds.mean_floor - ON_THE_LINE:

@@ -133,6 +133,13 @@ MUTANTS = [
         "abs(claimed - run.accuracy) > 2 * thresholds.claim_tolerance:",
     ),
     Mutant(
+        "loss claim unchecked",
+        "gate thresholds",
+        "tools/gate.py",
+        "elif claimed_loss is not None and abs(",
+        "elif False and abs(",
+    ),
+    Mutant(
         "seed floor on the mean",
         "gate aggregates",
         "tools/gate.py",
