@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,17 @@ def test_what_ships_is_what_the_gate_judged(workflow: dict) -> None:
     assert download["with"]["name"] == "head-runs-${{ github.sha }}"
     assert '--head "$GITHUB_WORKSPACE/runs/head"' in steps["gate"]["run"]
     assert workflow["jobs"]["badge"]["needs"] == "gate"
+
+
+def test_code_owners_cover_the_workflow_the_thresholds_and_every_module_the_gate_imports() -> None:
+    owned = [line.split()[0] for line in (ROOT / ".github" / "CODEOWNERS").read_text().splitlines() if line[:1] == "/"]
+    listing = "import sys, tools.gate; print(*(getattr(m, '__file__', None) for m in list(sys.modules.values())))"
+    files = subprocess.run([sys.executable, "-c", listing], cwd=ROOT, capture_output=True, text=True, check=True)
+    imported = {
+        Path(name).resolve().relative_to(ROOT).as_posix()
+        for name in files.stdout.split()
+        if Path(name).is_absolute() and Path(name).resolve().is_relative_to(ROOT)
+    }
+    assert "tools/gate.py" in imported and "mnist_cnn/onnx_model.py" in imported
+    for path in [*imported, ".github/workflows/model-training.yml", "gate.toml"]:
+        assert any(("/" + path).startswith(pattern) for pattern in owned), f"{path} has no code owner"
