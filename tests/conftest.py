@@ -82,8 +82,9 @@ WORKFLOW = ROOT / ".github" / "workflows" / "model-training.yml"
 
 
 def readme_python_block(containing: str) -> str:
-    """Return the README's first Python block that contains the given text."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    """Return the first Python block of the README or of docs/scripts.md that contains the given text."""
+    pages = (ROOT / "README.md").read_text() + (ROOT / "docs" / "scripts.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", pages, re.DOTALL)
     return next(block for block in blocks if containing in block)
 
 

@@ -63,8 +63,8 @@ def test_a_bug_keeps_its_traceback() -> None:
         main()
 
 
-def test_the_readme_bad_input_table_shows_the_exit_statuses_of_the_code() -> None:
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("**Bad input.**") :].split("\n\n")[1]
+def test_the_documented_bad_input_table_shows_the_exit_statuses_of_the_code() -> None:
+    page = (ROOT / "docs" / "scripts.md").read_text()
+    table = page[page.index("## Bad input") :].split("\n\n")[2]
     statuses = {int(row.rsplit("|", 2)[1]) for row in table.splitlines()[2:]}
     assert statuses == set(cli.EXIT_STATUSES.values())
