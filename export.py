@@ -6,6 +6,8 @@ logits over the image and its four one-pixel shifts, 1 when it reads the image a
 the checkpoint's recipe decides). After
 writing it, the export checks its own output: onnx's full checker, then onnxruntime against PyTorch
 on all 10,000 test images, both in float32. A failed check removes the file and exits with status 1.
+With --site DIR it writes the static drawing site instead (mnist_cnn/site.py): the page, the checked
+model as DIR/model.onnx and onnxruntime-web's files (run npm ci first); a failed check leaves no site.
 """
 
 import argparse
@@ -20,9 +22,10 @@ from torch import nn
 from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, recorded_views
 from mnist_cnn.cli import RunFailed, add_views_option, reports_errors
 from mnist_cnn.data import MNIST_MEAN, MNIST_STD, add_data_option, load_mnist
-from mnist_cnn.files import check_writable_folder, staged
+from mnist_cnn.files import check_writable_folder, staged, staged_folder
 from mnist_cnn.inference import with_views
 from mnist_cnn.onnx_model import OnnxFileError, onnx_logits, onnx_session, read_onnx
+from mnist_cnn.site import MODEL_FILE, SiteError, check_site_folder, lay_out, runtime_version, site_bytes
 from model import INPUT_SHAPE
 
 MIN_AGREEMENT = 0.9995
@@ -132,20 +135,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to export (default: the newest in models/)")
     parser.add_argument("--output", type=Path, help="the .onnx file to write (default: beside the checkpoint)")
+    parser.add_argument("--site", type=Path, help="write the static drawing site here instead, its model included")
     add_data_option(parser)
     add_views_option(parser)
     args = parser.parse_args(argv)
+    if args.site and args.output:
+        raise SiteError("--site writes the model as DIR/model.onnx: give --output or --site, not both")
     checkpoint_path = args.checkpoint or newest_checkpoint()
-    output = args.output or checkpoint_path.with_suffix(".onnx")
     try:
-        figures = export_checkpoint(checkpoint_path, output, args.views, args.data_dir)
+        if args.site:
+            check_site_folder(args.site)
+            runtime_version()
+            with staged_folder(args.site) as folder:
+                figures = export_checkpoint(checkpoint_path, folder / MODEL_FILE, args.views, args.data_dir)
+                lay_out(folder, figures["views"], checkpoint_path.name)
+            output = args.site / MODEL_FILE
+        else:
+            output = args.output or checkpoint_path.with_suffix(".onnx")
+            figures = export_checkpoint(checkpoint_path, output, args.views, args.data_dir)
     except ExportCheckError as error:
-        raise ExportCheckError(f"the exported model failed its check, so {output} was not written: {error}") from None
+        written = args.site or args.output or checkpoint_path.with_suffix(".onnx")
+        raise ExportCheckError(f"the exported model failed its check, so {written} was not written: {error}") from None
     print(f"onnx file         {output} ({figures['bytes']:,} bytes, {figures['views']} view(s) of each image)")
     print(f"pytorch accuracy  {figures['torch_accuracy']:.2f}%  ({figures['images']:,} test images, float32)")
     print(f"onnx accuracy     {figures['onnx_accuracy']:.2f}%  (onnxruntime, CPU)")
     print(f"same prediction   {100 * figures['agreement']:.2f}% of the images")
     print(f"largest logit difference  {figures['max_logit_difference']:.2e}")
+    if args.site:
+        files = f"index.html, model.json, {MODEL_FILE}, ort/"
+        print(f"site              {args.site}/ ({files}; {site_bytes(args.site):,} bytes)")
     return 0
 
 

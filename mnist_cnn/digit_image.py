@@ -124,7 +124,7 @@ def otsu_threshold(values: torch.Tensor) -> float:
     """Return the threshold that best separates values in [0, 1] into two classes (Otsu's method)."""
     histogram = torch.histc(values, bins=256, min=0, max=1)
     probability = histogram / histogram.sum()
-    levels = torch.linspace(0, 1, 256)
+    levels = torch.arange(256) / 255  # the same on every CPU (linspace's last bits follow its vector width)
     weight = probability.cumsum(0)
     mean = (probability * levels).cumsum(0)
     between = (mean[-1] * weight - mean) ** 2 / (weight * (1 - weight)).clamp(min=1e-12)

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +62,33 @@ def staged(path: Path) -> Iterator[Path]:
         raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_folder(path: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside path to fill; put it in path's place when the block ends without an exception.
+
+    Whatever happens no temporary folder remains, and the folder at path, if any, is replaced only when
+    the block succeeds. An OSError becomes a WriteError that names path.
+    """
+    temporary, previous = temporary_path(path), path.with_name(f".{path.name}.{os.getpid()}.old")
+    try:
+        temporary.mkdir(parents=True)
+        yield temporary
+        replacing = path.exists()
+        if replacing:
+            os.replace(path, previous)
+        try:
+            os.replace(temporary, path)
+        except OSError:
+            if replacing:
+                os.replace(previous, path)
+            raise
+    except OSError as error:
+        raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def write_file(path: Path, data: bytes | str) -> None:

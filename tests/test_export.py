@@ -1,7 +1,9 @@
 """export.py: a checked, self-contained ONNX file that onnxruntime runs like PyTorch; the README code without torch."""
 
 import contextlib
+import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -18,7 +20,8 @@ from PIL import Image
 
 import export
 import train
-from conftest import as_pixels, readme_python_block
+from conftest import ROOT, as_pixels, readme_python_block, require
+from mnist_cnn import site as site_module
 from mnist_cnn.checkpoint import load_checkpoint
 from mnist_cnn.data import MNIST_MEAN, MNIST_STD, load_mnist
 from mnist_cnn.inference import with_views
@@ -217,3 +220,81 @@ def test_readme_example_runs_where_torch_cannot_be_imported(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"digit: {labels[7].item()}"
+
+
+def site_args(trained: train.TrainResult, site: Path, data_dir: str) -> list[str]:
+    return ["--checkpoint", str(trained.checkpoint_path), "--site", str(site), "--data-dir", data_dir]
+
+
+def test_a_failed_check_leaves_no_site_and_the_old_one_whole(
+    trained: train.TrainResult,
+    data_dir: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    monkeypatch.setattr(site_module, "RUNTIME", fake_runtime(tmp_path / "runtime"))
+    monkeypatch.setattr(export, "onnx_bytes", lambda model, views, metadata: b"not an onnx file")
+    assert export.main(site_args(trained, tmp_path / "new-site", data_dir)) == 1
+    assert "failed its check, so" in capsys.readouterr().err
+    old = tmp_path / "old-site"
+    old.mkdir()
+    (old / site_module.SETTINGS_FILE).write_text("{}")
+    assert export.main(site_args(trained, old, data_dir)) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["old-site", "runtime"]
+    assert [path.name for path in old.iterdir()] == [site_module.SETTINGS_FILE]
+
+
+def fake_runtime(folder: Path) -> Path:
+    """A folder laid out like node_modules/onnxruntime-web, with placeholder files."""
+    (folder / "dist").mkdir(parents=True)
+    for name in site_module.RUNTIME_FILES:
+        (folder / "dist" / name).write_text("placeholder")
+    (folder / "package.json").write_text('{"version": "0.0.0"}')
+    return folder
+
+
+@pytest.mark.parametrize("case", ["a folder of other files", "no runtime", "with --output"])
+def test_a_site_that_cannot_be_built_exits_two_with_one_line_and_touches_nothing(
+    case: str,
+    trained: train.TrainResult,
+    data_dir: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    site, args = tmp_path / "site", []
+    monkeypatch.setattr(site_module, "RUNTIME", fake_runtime(tmp_path / "runtime"))
+    if case == "a folder of other files":
+        site.mkdir()
+        (site / "notes.txt").write_text("mine")
+    elif case == "no runtime":
+        monkeypatch.setattr(site_module, "RUNTIME", tmp_path / "nowhere")
+    else:
+        args = ["--output", str(tmp_path / "model.onnx")]
+    assert export.main([*site_args(trained, site, data_dir), *args]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
+    expected = {"a folder of other files": "is not a site", "no runtime": "npm ci", "with --output": "not both"}
+    assert expected[case] in error
+    assert sorted(path.name for path in tmp_path.iterdir()) == (["runtime", "site"] if site.exists() else ["runtime"])
+
+
+@pytest.mark.slow
+def test_the_site_holds_the_page_the_checked_model_and_the_runtime(
+    trained: train.TrainResult, data_dir: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    require("the page's runtime (npm ci)", (site_module.RUNTIME / "package.json").is_file())
+    site = tmp_path / "site"
+    assert export.main(site_args(trained, site, data_dir)) == 0
+    assert f"site              {site}/" in capsys.readouterr().out
+    assert export.main(["--checkpoint", str(trained.checkpoint_path), "--output", str(tmp_path / "alone.onnx")]) == 0
+    assert (site / "model.onnx").read_bytes() == (tmp_path / "alone.onnx").read_bytes()  # the same bytes either way
+    settings = json.loads((site / "model.json").read_text())
+    assert settings["sha256"] == hashlib.sha256((site / "model.onnx").read_bytes()).hexdigest()
+    assert settings["views"] == 5 and settings["source_checkpoint"] == trained.checkpoint_path.name
+    assert (site / "index.html").read_bytes() == (ROOT / "web" / "draw.html").read_bytes()
+    for name in site_module.RUNTIME_FILES:
+        assert (site / "ort" / name).read_bytes() == (site_module.RUNTIME / "dist" / name).read_bytes()
+    assert export.main(site_args(trained, site, data_dir)) == 0  # a site built here is rebuilt in place
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["alone.onnx", "site"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_cnn.files import WriteError, check_writable_folder, strict_json, write_file
+from mnist_cnn.files import WriteError, check_writable_folder, staged_folder, strict_json, write_file
 
 
 def test_strict_json_turns_non_finite_numbers_into_null() -> None:
@@ -56,3 +56,45 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monke
         write_file(path, "new content")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["figures.json"]
+
+
+def test_a_staged_folder_replaces_the_old_one_whole(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "old.txt").write_text("old")
+    with staged_folder(site) as folder:
+        (folder / "new.txt").write_text("new")
+        assert not (site / "new.txt").exists()  # nothing changes until the block succeeds
+    assert [path.name for path in site.iterdir()] == ["new.txt"]
+    assert [path.name for path in tmp_path.iterdir()] == ["site"]
+
+
+def test_a_failed_staged_folder_leaves_the_old_one_and_no_temporary(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "old.txt").write_text("old")
+    with pytest.raises(ZeroDivisionError), staged_folder(site) as folder:
+        (folder / "half.txt").write_text("half")
+        raise ZeroDivisionError
+    assert [path.name for path in site.iterdir()] == ["old.txt"]
+    assert [path.name for path in tmp_path.iterdir()] == ["site"]
+
+
+def test_a_staged_folder_that_cannot_take_its_place_restores_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "old.txt").write_text("old")
+    replace = os.replace
+
+    def refuse_the_new_folder(source: Path, target: Path) -> None:
+        if Path(source).name.endswith(".tmp"):
+            raise OSError(errno.EACCES, "Permission denied")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", refuse_the_new_folder)
+    with pytest.raises(WriteError, match=f"cannot write {site}: Permission denied"), staged_folder(site) as folder:
+        (folder / "new.txt").write_text("new")
+    assert [path.name for path in site.iterdir()] == ["old.txt"]
+    assert [path.name for path in tmp_path.iterdir()] == ["site"]
