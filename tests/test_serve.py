@@ -4,7 +4,6 @@ import http.client
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,17 +23,8 @@ from mnist_cnn.checkpoint import load_checkpoint
 from mnist_cnn.data import load_mnist
 from mnist_cnn.inference import ShiftAveraged, with_views
 from model import MnistCNN
+from tools import pagebench
 from tools.loadtest import SEVEN_STROKE
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-CHROMIUM_CANDIDATES = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
 
 
 @pytest.fixture(scope="module")
@@ -204,24 +194,20 @@ def test_the_server_reads_as_many_views_as_the_checkpoints_recipe(
     assert type(made[0]) is served
 
 
-def chromium() -> str | None:
-    """Return the path of a Chromium or Chrome to drive, or None when this machine has none."""
-    candidates = [os.environ.get("CHROMIUM_PATH"), *CHROMIUM_CANDIDATES, shutil.which("chromium")]
-    return next((path for path in candidates if path and Path(path).is_file()), None)
-
-
 DIGIT_STROKES = {"1": [[(150, 50), (146, 140), (140, 235)]], "7": [SEVEN_STROKE]}
 
 
 @pytest.mark.slow
 def test_drawing_in_a_real_browser(address: tuple[str, int], tmp_path: Path) -> None:
-    require("Chromium or Chrome (apt-get install chromium)", chromium() is not None)
+    require("Chromium or Chrome (apt-get install chromium)", pagebench.chromium_path() is not None)
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=pagebench.chromium_path(), args=pagebench.CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 760, "height": 600})
             page.goto(f"http://{address[0]}:{address[1]}/")
+            page.wait_for_selector("main[data-ready]")
+            assert page.get_attribute("main", "data-mode") == "server"  # no model.json here: the server predicts
             prediction = page.get_by_test_id("prediction")
             assert prediction.text_content() == ""
             box = page.get_by_test_id("pad").bounding_box()

@@ -199,11 +199,33 @@ def test_every_project_command_it_runs_exists(workflow: dict) -> None:
         assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module
 
 
-def test_only_the_badge_job_may_write(workflow: dict) -> None:
+def test_only_the_badge_and_pages_jobs_may_write_and_only_on_pushes_to_main(workflow: dict) -> None:
     assert workflow["permissions"] == {"contents": "read"}
-    writers = {name for name, job in workflow["jobs"].items() if "write" in job.get("permissions", {}).values()}
-    assert writers == {"badge"}
+    granted = {name: job["permissions"] for name, job in workflow["jobs"].items() if "permissions" in job}
+    assert granted == {
+        "badge": {"contents": "write"},
+        "pages": {"contents": "read", "pages": "write", "id-token": "write"},
+    }
+    for name in granted:
+        assert workflow["jobs"][name]["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+        assert workflow["jobs"][name]["needs"] == "gate"
     assert "pull_request_target" not in WORKFLOW.read_text()
+
+
+def test_the_page_is_built_from_the_judged_checkpoint_and_carries_the_judged_model(workflow: dict) -> None:
+    steps = workflow["jobs"]["pages"]["steps"]
+    uses = [step.get("uses", "") for step in steps]
+    download = next(step for step in steps if step.get("uses", "").startswith("actions/download-artifact@"))
+    assert download["with"]["name"] == "mnist-cnn-${{ github.sha }}"
+    build = next(step["run"] for step in steps if "--site" in step.get("run", ""))
+    assert "python export.py --checkpoint artifact/runs/head/seed-0/mnist_cnn_*.pt --site site" in build
+    assert "cmp site/model.onnx artifact/runs/head/seed-0/mnist_cnn_*.onnx" in build
+    assert any(use.startswith("actions/setup-node@") for use in uses)
+    assert any("npm ci" in step.get("run", "") for step in steps)
+    upload = uses.index(next(use for use in uses if use.startswith("actions/upload-pages-artifact@")))
+    deploy = uses.index(next(use for use in uses if use.startswith("actions/deploy-pages@")))
+    assert upload < deploy and steps[upload]["with"]["path"] == "site"
+    assert "page_url" in steps[-1]["env"]["PAGE_URL"] and "GITHUB_STEP_SUMMARY" in steps[-1]["run"]
 
 
 def test_every_artifact_can_be_uploaded_again_by_a_rerun(workflow: dict) -> None:
