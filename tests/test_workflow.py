@@ -225,6 +225,8 @@ def test_the_page_is_built_from_the_judged_checkpoint_and_carries_the_judged_mod
     upload = uses.index(next(use for use in uses if use.startswith("actions/upload-pages-artifact@")))
     deploy = uses.index(next(use for use in uses if use.startswith("actions/deploy-pages@")))
     assert upload < deploy and steps[upload]["with"]["path"] == "site"
+    assert steps[upload]["with"]["name"] == steps[deploy]["with"]["artifact_name"]  # one per attempt: re-runs work
+    assert "github.run_attempt" in steps[upload]["with"]["name"]
     assert "page_url" in steps[-1]["env"]["PAGE_URL"] and "GITHUB_STEP_SUMMARY" in steps[-1]["run"]
 
 
