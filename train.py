@@ -23,7 +23,7 @@ from mnist_cnn import cli
 from mnist_cnn.augment import augment
 from mnist_cnn.checkpoint import MODELS_DIR, run_metadata, save_run
 from mnist_cnn.data import add_data_option, load_training_and_scoring_sets
-from mnist_cnn.device import add_device_option, autocast_dtype, keep_freed_memory, pick_device
+from mnist_cnn.device import add_device_option, add_precision_option, autocast_dtype, keep_freed_memory, pick_device
 from mnist_cnn.files import check_writable_folder
 from mnist_cnn.hard_examples import draw_by_loss, hard_example_start
 from mnist_cnn.optim import make_scheduled_optimizers
@@ -53,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cli.add_validation_option(parser)
     add_data_option(parser)
     add_device_option(parser)
+    add_precision_option(parser)
     add("--out-dir", type=Path, default=MODELS_DIR, help="folder for the checkpoint (default: models)")
     add("--min-accuracy", type=cli.percentage, help="after saving, exit 1 if the accuracy (%%) is below")
     add("--no-progress", action="store_true", help="no progress bars (also off when not a terminal)")
@@ -156,9 +157,10 @@ def fit(
     labels: torch.Tensor,
     progress: bool = False,
     on_epoch: Callable[[EpochReport], object] = lambda report: None,
+    precision: str = "auto",
 ) -> FitResult:
-    """Train a fresh MnistCNN on images (channels-last, on their device) as recipe says; hand each epoch's figures
-    to on_epoch.
+    """Train a fresh MnistCNN on images (channels-last, on their device) as recipe says, in precision (auto, bf16
+    or fp32); hand each epoch's figures to on_epoch.
     """
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
@@ -166,7 +168,7 @@ def fit(
     model = build_model(recipe).to(device, memory_format=torch.channels_last).train()
     steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
     schedules = make_scheduled_optimizers(model, recipe, recipe.epochs * steps_per_epoch)
-    take_step = make_step(model, schedules, recipe, autocast_dtype(device))
+    take_step = make_step(model, schedules, recipe, autocast_dtype(device, precision))
     example_losses = torch.ones(len(images), device=device)
     train_seconds, loss_curve = 0.0, []
     for epoch in range(recipe.epochs):
@@ -195,12 +197,12 @@ def run_training(recipe: Recipe, args: argparse.Namespace) -> TrainResult:
     """Train as recipe says, score with one view and the recipe's views on the test (or validation) split, save."""
     progress = cli.wants_progress(args.no_progress)
     device = pick_device(args.device)
-    amp_dtype = autocast_dtype(device)
+    amp_dtype = autocast_dtype(device, args.precision)
     check_writable_folder(args.out_dir)
     split, (train_images, train_labels), (eval_images, eval_labels) = load_training_and_scoring_sets(
         args.data_dir, device, args.validation
     )
-    fitted = fit(recipe, train_images, train_labels, progress, on_epoch=print)
+    fitted = fit(recipe, train_images, train_labels, progress, on_epoch=print, precision=args.precision)
     one_view = score(fitted.model, eval_images, eval_labels, amp_dtype, 1, progress)
     start = time.perf_counter()
     scored = score(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views, progress)
@@ -220,7 +222,8 @@ def run_training(recipe: Recipe, args: argparse.Namespace) -> TrainResult:
         "eval_seconds": eval_seconds,
     }
     amp = str(amp_dtype).removeprefix("torch.") if amp_dtype else None
-    config = {"data_dir": str(args.data_dir), "validation": args.validation, "device": str(device), "autocast": amp}
+    config = {"data_dir": str(args.data_dir), "validation": args.validation, "device": str(device)}
+    config |= {"precision": args.precision, "autocast": amp}
     metadata = run_metadata(metrics, recipe, config, fitted.model)
     return TrainResult(*save_run(args.out_dir, fitted.model, metadata), metadata)
 
@@ -235,7 +238,9 @@ def print_summary(result: TrainResult) -> None:
     print(f"train accuracy   {metrics['train_accuracy']:.2f}%  (loss {metrics['train_loss']:.4f}, over the last epoch)")
     print(f"{split + ' accuracy':<16} {accuracy:.2f}%  (loss {loss:.4f}, {views} views; {images:,} images)")
     print(f"{'':<16} {one_view:.2f}%  (loss {one_view_loss:.4f}, 1 view)")
-    print(f"training time    {metrics['train_seconds']:.2f} s  ({metrics['train_images_per_second']:,.0f} images/s)")
+    autocast = result.metadata["config"]["autocast"] or "float32"
+    seconds, speed = metrics["train_seconds"], metrics["train_images_per_second"]
+    print(f"training time    {seconds:.2f} s  ({speed:,.0f} images/s, {autocast})")
     print(f"checkpoint       {result.checkpoint_path}")
     print(f"metadata         {result.metadata_path}")
 

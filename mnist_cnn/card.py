@@ -92,8 +92,9 @@ def model_card(metadata: dict, model: MnistCNN, name: str) -> str:
         f"{recipe['weight_decay']}; one-cycle schedules, warm-up {recipe['warmup_fraction']}; label smoothing "
         f"{recipe['label_smoothing']}"
     )
+    precision = config.get("precision", "auto")
     device = (
-        f"{config.get('resolved_device')}, autocast {config.get('autocast')}; "
+        f"{config.get('device')}, {config.get('autocast') or 'float32'} (--precision {precision}); "
         f"CPU {machine.get('cpu', 'unknown')}, {machine.get('threads', 'unknown')} threads"
     )
     training_rows = [

@@ -2,8 +2,10 @@
 
 Every corruption takes and returns a batch of pixel images in [0, 1] of shape (N, 1, 28, 28), on any
 device, before MNIST's normalisation. The families are those of MNIST-C (Mu and Gilmer, 2019) that
-apply to single digits: brightness and contrast (fog), noise (Gaussian, impulse), blur (Gaussian,
-motion), translation (including diagonal), rotation, scale, shear and stroke thickness.
+apply to single digits: fog (a fractal texture of light), clutter (a zigzag line across the digit),
+noise (Gaussian, impulse), blur (Gaussian, motion), translation (including diagonal), rotation, scale,
+shear and stroke thickness. Uniform changes of brightness or contrast are left out: the model
+standardises each image, so they cannot move it.
 """
 
 import math
@@ -85,11 +87,39 @@ def impulse_noise(images: torch.Tensor, fraction: float, generator: torch.Genera
     return torch.where((draw >= fraction / 2) & (draw < fraction), torch.zeros_like(images), salted)
 
 
+def fog(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Return images under a seeded fractal fog, as MNIST-C's: random light at three scales, coarse ones strongest,
+    added with strength at its brightest.
+    """
+    side = images.shape[-1]
+    texture = torch.zeros(len(images), 1, side, side)
+    weights = {3: 1.0, 7: 0.5, 14: 0.25}
+    for cells, weight in weights.items():
+        coarse = torch.rand(len(images), 1, cells, cells, generator=generator)
+        texture += weight * F.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False)
+    return images + strength * (texture / sum(weights.values())).to(images)
+
+
+def zigzag(images: torch.Tensor, corners: int, width: float, generator: torch.Generator) -> torch.Tensor:
+    """Return images with a seeded white zigzag line of corners points drawn across each, width pixels wide."""
+    side = images.shape[-1]
+    columns = torch.linspace(-2, side + 1, corners).expand(len(images), corners)
+    rows = torch.rand(len(images), corners, generator=generator) * side
+    points = torch.stack([rows, columns], dim=-1)  # (N, corners, 2)
+    grid = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"), -1).reshape(1, 1, -1, 2)
+    start, end = points[:, :-1, None], points[:, 1:, None]  # (N, segments, 1, 2)
+    direction = end - start
+    along = ((grid - start) * direction).sum(-1) / (direction**2).sum(-1).clamp(min=1e-6)
+    nearest = start + along.clamp(0, 1)[..., None] * direction
+    distance = (grid - nearest).norm(dim=-1).amin(1).view(len(images), 1, side, side)
+    return torch.maximum(images, (width / 2 + 0.5 - distance).clamp(0, 1).to(images))
+
+
 Corruption = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 SUITE: dict[str, Corruption] = {
-    "brightness +0.4": lambda x, g: (x + 0.4).clamp(0, 1),
-    "fog (contrast halved)": lambda x, g: 0.5 * x + 0.25,
+    "fog 0.6": lambda x, g: fog(x, 0.6, g),
+    "zigzag line": lambda x, g: zigzag(x, 5, 1.5, g),
     "gaussian noise 0.3": lambda x, g: gaussian_noise(x, 0.3, g),
     "impulse noise 10%": lambda x, g: impulse_noise(x, 0.1, g),
     "gaussian blur 1.2": lambda x, g: convolve(x, gaussian_kernel(1.2, 7)),

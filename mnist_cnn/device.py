@@ -16,6 +16,7 @@ GLIBC_M_MMAP_THRESHOLD = -3
 MALLOC_KEEP_BYTES = 32 * 1024 * 1024
 DEVICE_ENV = "MNIST_DEVICE"  # what auto picks when set: CI sets cpu, as hosted macOS runners report an unusable MPS
 DEVICES = ("cpu", "cuda", "mps")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 class DeviceError(BadInput):
@@ -29,6 +30,17 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
         default="auto",
         choices=["auto", *DEVICES],
         help=f"where to compute; auto picks ${DEVICE_ENV} when set, else cuda, mps or cpu (default: %(default)s)",
+    )
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    """Add --precision, which the scripts that train share."""
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="bf16: bfloat16 autocast; fp32: float32 throughout; auto: bf16 where the device computes it natively, "
+        "else fp32 (default: %(default)s)",
     )
 
 
@@ -54,8 +66,16 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """Return bfloat16 where the device computes it natively, else None (compute in float32)."""
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """Return the autocast type for precision on device: None (compute in float32) for fp32, bfloat16 for bf16, and
+    for auto bfloat16 where the device computes it natively, else None.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        if device.type == "mps" or (device.type == "cuda" and not torch.cuda.is_bf16_supported()):
+            raise DeviceError(f"--precision bf16: {device.type} cannot compute in bfloat16 here; use fp32 or auto")
+        return torch.bfloat16
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():

@@ -61,6 +61,19 @@ def test_autocast_is_bfloat16_where_the_cpu_has_it(
     assert device.autocast_dtype(torch.device("mps")) is None
 
 
+@pytest.mark.parametrize(("native", "precision", "expected"), [(True, "fp32", None), (False, "bf16", torch.bfloat16)])
+def test_precision_overrides_what_the_cpu_computes_natively(
+    native: bool, precision: str, expected: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    assert device.autocast_dtype(torch.device("cpu"), precision) == expected
+
+
+def test_bfloat16_where_the_device_cannot_compute_it_is_refused() -> None:
+    with pytest.raises(device.DeviceError, match="--precision bf16: mps cannot compute in bfloat16"):
+        device.autocast_dtype(torch.device("mps"), "bf16")
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="keep_freed_memory tunes glibc's malloc, which only Linux has")
 def test_kept_memory_is_reused_with_few_page_faults() -> None:
     # Measured on the 2-core VM over these ten steps: 9,000 to 20,000 page faults without it, under 200 with it.

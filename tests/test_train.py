@@ -176,6 +176,7 @@ def test_min_accuracy_sets_exit_status(
                 1.0,
             )
             | {"test_accuracy": accuracy, "test_views": 5, "test_images": 10_000, "split": "test"},
+            "config": {"autocast": None},
         },
     )
     monkeypatch.setattr(train, "run_training", lambda recipe, args: result)
@@ -337,6 +338,31 @@ def test_validation_run_never_reads_the_test_files(
     assert trained_on == [50_000] and metrics["train_images"] == 50_000
     assert metrics["split"] == "validation" and metrics["validation_images"] == 10_000
     assert "test_accuracy" not in metrics
+
+
+@pytest.mark.parametrize(("precision", "autocast"), [("fp32", None), ("bf16", "bfloat16")])
+def test_a_run_records_and_prints_its_precision(
+    precision: str,
+    autocast: str | None,
+    data_dir: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    fit = train.fit
+    used = []
+
+    def fit_on_a_slice(recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, *rest: object, **named: object):
+        used.append(named["precision"])
+        return fit(recipe, images[:960], labels[:960], *rest, **named)
+
+    monkeypatch.setattr(train, "fit", fit_on_a_slice)
+    args = ["--validation", "1000", "--precision", precision, "--data-dir", data_dir, "--out-dir", str(tmp_path)]
+    assert train.main([*args, "--no-progress"]) == 0
+    config = json.loads(next(tmp_path.glob("*.json")).read_text())["config"]
+    assert used == [precision] and config["precision"] == precision and config["autocast"] == autocast
+    assert f"images/s, {autocast or 'float32'})" in capsys.readouterr().out
+    assert f"(--precision {precision})" in next(tmp_path.glob("*.md")).read_text()
 
 
 @pytest.mark.parametrize("views", [1, 5])

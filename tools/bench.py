@@ -7,6 +7,7 @@ the figures as JSON.
 """
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -22,7 +23,14 @@ import train
 from mnist_cnn.cli import add_recipe_override_option, add_validation_option, positive_int, reports_errors
 from mnist_cnn.corruptions import SUITE
 from mnist_cnn.data import MNIST_MEAN, MNIST_STD, add_data_option, load_training_and_scoring_sets
-from mnist_cnn.device import add_device_option, autocast_dtype, cpu_model, keep_freed_memory, pick_device
+from mnist_cnn.device import (
+    add_device_option,
+    add_precision_option,
+    autocast_dtype,
+    cpu_model,
+    keep_freed_memory,
+    pick_device,
+)
 from mnist_cnn.files import check_writable_folder, strict_json, write_file
 from mnist_cnn.optim import make_scheduled_optimizers
 from mnist_cnn.recipe import Recipe, build_model, recipe_for
@@ -80,6 +88,7 @@ def run_benchmark(
     epochs: int = 1,
     validation: int | None = None,
     overrides: dict | None = None,
+    precision: str = "auto",
 ) -> dict:
     """Train recipe_for(epochs, **overrides) once per seed, score it (one view and the recipe's views) on the test
     set or the validation split and under the corruption suite, time it and the conventional path (one epoch);
@@ -93,10 +102,11 @@ def run_benchmark(
         train_images, train_labels = train_images[:QUICK_TRAIN_IMAGES], train_labels[:QUICK_TRAIN_IMAGES]
         eval_images, eval_labels = eval_images[:QUICK_TEST_IMAGES], eval_labels[:QUICK_TEST_IMAGES]
     accuracies, one_view, train_seconds, eval_seconds, corruptions = [], [], [], [], []
-    amp_dtype = autocast_dtype(device)
+    amp_dtype = autocast_dtype(device, precision)
     for seed in range(seeds):
         recipe = recipe_for(epochs, **{**overrides, "seed": seed})
-        fitted = train.fit(recipe, train_images, train_labels, on_epoch=lambda report: print(report, file=sys.stderr))
+        report = functools.partial(print, file=sys.stderr)
+        fitted = train.fit(recipe, train_images, train_labels, on_epoch=report, precision=precision)
         one_view.append(score(fitted.model, eval_images, eval_labels, amp_dtype, 1).accuracy)
         start = time.perf_counter()
         accuracies.append(score(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views).accuracy)
@@ -148,7 +158,8 @@ def run_benchmark(
         "threads": torch.get_num_threads(),
         "cpu": cpu_model(),
         "device": str(device),
-        "autocast": str(autocast_dtype(device)).removeprefix("torch."),
+        "precision": precision,
+        "autocast": str(amp_dtype).removeprefix("torch."),
     }
 
 
@@ -209,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     add_data_option(parser)
     add_device_option(parser)
+    add_precision_option(parser)
     args = parser.parse_args(argv)
     seeds = args.seeds or (QUICK_SEEDS if args.quick else 5)
     keep_freed_memory()
@@ -216,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         check_writable_folder(args.json.parent)
     device = pick_device(args.device)
     overrides = dict(args.overrides)
-    figures = run_benchmark(seeds, args.quick, args.data_dir, device, args.epochs, args.validation, overrides)
+    figures = run_benchmark(
+        seeds, args.quick, args.data_dir, device, args.epochs, args.validation, overrides, args.precision
+    )
     print(markdown_table(figures))
     if args.json:
         write_file(args.json, strict_json(figures))
