@@ -5,7 +5,10 @@ through which the same command on many machines joins one study. Each worker run
 the study holds --trials finished trials (workers at once may overshoot by up to one each but the last,
 optuna#2907). The same command continues a study after Ctrl-C or a crash; a killed worker's trial is
 failed and queued again (PostgreSQL: Optuna's heartbeat; a journal file: the lock each worker holds). Then
-the best recipe and the default train on new seeds, paired, before the winner's command. The test set is never read.
+the best recipe and the default train on new seeds, paired, before the winner's command. With --cost flops the
+search has two objectives, validation accuracy and the floating-point operations of training
+(mnist_cnn/cost.py), and keeps their Pareto front; the recipe confirmed is the cheapest on the front that
+reaches --target, or the most accurate. The test set is never read.
 """
 
 import argparse
@@ -32,6 +35,7 @@ from tqdm import tqdm
 
 import train
 from mnist_cnn import cli
+from mnist_cnn.cost import training_flops
 from mnist_cnn.data import add_data_option, load_training_and_scoring_sets
 from mnist_cnn.device import autocast_dtype, keep_freed_memory
 from mnist_cnn.files import check_writable_folder, write_file
@@ -59,7 +63,7 @@ class TuneError(cli.BadInput):
 
 def signature(search: argparse.Namespace) -> dict:
     """Return what makes two runs of the command the same study."""
-    keys = ("seeds", "epochs", "space", "max_parameters", "validation", "train_images")
+    keys = ("seeds", "epochs", "space", "max_parameters", "validation", "train_images", "cost")
     return json.loads(json.dumps({key: getattr(search, key) for key in keys}))
 
 
@@ -109,6 +113,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--validation", type=cli.positive_int, default=10_000, help="held-out training images (default: 10,000)")
     add("--train-images", type=cli.positive_int, help="train on the first N images only, for quick tries")
     add("--confirm-seeds", type=at_least_two, default=4, help="new seeds of the paired confirmation (default: 4)")
+    add("--cost", choices=["flops"], help="also minimise the floating-point operations of training (default: off)")
+    add(
+        "--target",
+        type=cli.percentage,
+        help="with --cost: confirm the cheapest recipe that reaches this validation "
+        "accuracy, in %% (default: the most accurate)",
+    )
     add_data_option(parser)
     add("--out-dir", type=Path, help="folder for the report and pictures (default: runs/tune/NAME)")
     args = parser.parse_args(argv)
@@ -116,6 +127,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [name for name in fields if name not in SEARCH_SPACE]
     if unknown or not fields:
         raise TuneError(f"--fields: {', '.join(unknown) or 'none'} not searched; choose from {', '.join(SEARCH_SPACE)}")
+    if args.target is not None and not args.cost:
+        raise TuneError("--target picks a point of the front of accuracy against cost: give --cost flops with it")
     ranges = dict(args.range)
     if unsearched := [name for name in ranges if name not in fields]:
         raise TuneError(
@@ -186,8 +199,9 @@ def open_study(storage: optuna.storages.BaseStorage, search: argparse.Namespace)
     if search.study in optuna.get_all_study_names(storage):  # create_study would write to the journal first
         study = optuna.load_study(study_name=search.study, storage=storage, sampler=sampler)
     else:
+        directions = ["maximize", "minimize"] if search.cost else ["maximize"]
         study = optuna.create_study(
-            study_name=search.study, storage=storage, direction="maximize", load_if_exists=True, sampler=sampler
+            study_name=search.study, storage=storage, directions=directions, load_if_exists=True, sampler=sampler
         )
     made_with = study.user_attrs.get("search")
     if made_with is None:
@@ -250,9 +264,10 @@ def train_and_score(recipe: Recipe, data: tuple) -> tuple[float, float]:
     return score(model, images, labels, amp_dtype, views).accuracy, score(model, images, labels, amp_dtype, 1).accuracy
 
 
-def objective(trial: optuna.Trial, search: argparse.Namespace, data: tuple, worker: str) -> float:
-    """Return the mean validation accuracy of the trial's recipe over the seeds; prune it, with the reason in its
-    outcome, when it breaks the parameter budget or diverges.
+def objective(trial: optuna.Trial, search: argparse.Namespace, data: tuple, worker: str) -> float | tuple:
+    """Return the mean validation accuracy of the trial's recipe over the seeds, and with --cost its training's
+    floating-point operations; prune it, with the reason in its outcome, when it breaks the parameter budget or
+    diverges.
     """
     trial.set_user_attr("worker", worker)
     recipe = replace(default_recipe(search), **suggest(trial, search.space))
@@ -270,7 +285,9 @@ def objective(trial: optuna.Trial, search: argparse.Namespace, data: tuple, work
             raise optuna.TrialPruned(trial.user_attrs["outcome"]) from None
     trial.set_user_attr("outcome", "trained")
     trial.set_user_attr("accuracy_one_view", statistics.mean(one for _, one in results))
-    return statistics.mean(accuracy for accuracy, _ in results)
+    trial.set_user_attr("flops", training_flops(recipe, len(data[0][0])))
+    accuracy = statistics.mean(accuracy for accuracy, _ in results)
+    return (accuracy, trial.user_attrs["flops"]) if search.cost else accuracy
 
 
 def load_data(search: argparse.Namespace) -> tuple:
@@ -338,8 +355,19 @@ def run_workers(search: argparse.Namespace, study: optuna.Study, progress: bool)
         )
 
 
+def picked(study: optuna.Study, search: argparse.Namespace) -> optuna.trial.FrozenTrial:
+    """Return the trial to confirm: the most accurate; with --cost, the cheapest of the Pareto front that reaches
+    --target (without one, or where none reaches it, the front's most accurate).
+    """
+    if not search.cost:
+        return study.best_trial
+    front = sorted(study.best_trials, key=lambda trial: (trial.values[1], -trial.values[0]))
+    reaching = [trial for trial in front if search.target is not None and trial.values[0] >= search.target]
+    return reaching[0] if reaching else max(front, key=lambda trial: (trial.values[0], -trial.values[1]))
+
+
 def confirm(study: optuna.Study, search: argparse.Namespace) -> dict:
-    """Train the best trial's recipe and the default recipe on new seeds, paired by seed; return the figures.
+    """Train the picked trial's recipe and the default recipe on new seeds, paired by seed; return the figures.
 
     The result is kept in the study, so running the finished command again reports it without training.
     """
@@ -348,7 +376,7 @@ def confirm(study: optuna.Study, search: argparse.Namespace) -> dict:
             f"no trial of study {search.study} trained: all were pruned (over the parameter budget or diverged); "
             "search other ranges"
         )
-    best = study.best_trial
+    best = picked(study, search)
     seeds = list(range(CONFIRMATION_SEED, CONFIRMATION_SEED + search.confirm_seeds))
     kept = study.user_attrs.get("confirmation")
     if kept and kept["trial"] == best.number and kept["seeds"] == seeds:
@@ -362,6 +390,8 @@ def confirm(study: optuna.Study, search: argparse.Namespace) -> dict:
     best_accuracies, default_accuracies = (list(side) for side in zip(*pairs, strict=True))
     figures = {"trial": best.number, "seeds": seeds, "best": best_accuracies, "default": default_accuracies}
     figures |= {"best_parameters": parameters_of(winner), "default_parameters": parameters_of(default)}
+    images = len(data[0][0])
+    figures |= {"best_flops": training_flops(winner, images), "default_flops": training_flops(default, images)}
     study.set_user_attr("confirmation", figures)
     return figures
 
@@ -388,7 +418,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{search.validation:,} training images held out; storage `{safe_storage(search.storage)}`."
     )
     trials, fields = study.get_trials(deepcopy=False), list(search.space)
-    markdown = report_markdown(search.study, description, trials, fields, default_recipe(search), confirmation)
+    if search.cost:
+        target = f"reaching {search.target:g}%" if search.target is not None else "most accurate"
+        description += f" Objectives: accuracy and the floating-point operations of training; confirmed: {target}."
+    front = [trial.number for trial in study.best_trials] if search.cost else None
+    start = default_recipe(search)
+    markdown = report_markdown(search.study, description, trials, fields, start, confirmation, front)
     write_file(search.out_dir / "report.md", markdown)
     pictures = write_pictures(study, search.out_dir)
     print(markdown)

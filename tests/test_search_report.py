@@ -73,3 +73,26 @@ def test_trial_states_are_counted() -> None:
     confirmation |= {"best_parameters": 1, "default_parameters": 1}
     text = report_markdown("quick", "Two trials.", trials, ["adamw_lr"], recipe_for(1), confirmation)
     assert "Trials: 1 complete, 1 pruned." in text
+
+
+def costly(number: int, value: float, flops: float, adamw_lr: float) -> optuna.trial.FrozenTrial:
+    """Return a trained trial of a search with a cost, as a study holds it."""
+    made = optuna.trial.create_trial(
+        params={"adamw_lr": adamw_lr},
+        distributions=SPACE,
+        values=[value, flops],
+        user_attrs={"parameters": 23_338, "accuracy_one_view": value - 0.1, "flops": flops},
+    )
+    made.number = number
+    return made
+
+
+def test_a_search_with_a_cost_lists_its_front_cheapest_first_and_the_confirmed_trials_command() -> None:
+    trials = [costly(0, 99.3, 6e11, 0.05), costly(1, 99.2, 3e11, 0.03), costly(2, 99.1, 5e11, 0.02)]
+    confirmation = {"trial": 1, "seeds": [1000, 1001], "best": [99.2, 99.3], "default": [99.3, 99.3]}
+    confirmation |= {"best_parameters": 1, "default_parameters": 1, "best_flops": 3e11, "default_flops": 6e11}
+    text = report_markdown("costly", "Three.", trials, ["adamw_lr"], recipe_for(1), confirmation, front=[0, 1])
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split(" | ")[0] for row in rows[:2]] == ["| 1", "| 0"] and "| 300 |" in rows[0]
+    assert "Pareto front" in text and "(1 parameters, 300 GFLOP of training)" in text
+    assert text.splitlines()[-1].strip() == "python train.py --epochs 1 --set adamw_lr=0.03"

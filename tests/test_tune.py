@@ -54,13 +54,58 @@ def test_tiny_study_reports_its_best_trials_confirmation_and_pictures(tmp_path: 
     result = run_script("tune.py", *tune_args(storage, out_dir, *SEARCHED), "--data-dir", data_dir)
     assert result.returncode == 0, result.stderr
     report = (out_dir / "report.md").read_text()
-    assert "| trial | validation accuracy | one view | parameters | adamw_lr | muon_lr |" in report
+    assert "| trial | validation accuracy | one view | parameters | training GFLOP | adamw_lr | muon_lr |" in report
     assert "## Paired confirmation on new seeds 1000 to 1001" in report and "Paired difference: " in report
     assert report.rstrip().splitlines()[-1].strip().startswith("python train.py --epochs 1 --set adamw_lr=")
     assert report in result.stdout
     for picture in ("history.png", "importance.png", "accuracy_vs_parameters.png"):
         assert (out_dir / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture
     assert states(trials_in(storage))["COMPLETE"] == 3
+
+
+@pytest.mark.slow
+def test_tiny_study_of_accuracy_against_cost_reports_its_front_and_confirms_the_cheapest_that_reaches_the_target(
+    tmp_path: Path, data_dir: str
+) -> None:
+    storage, out_dir = str(tmp_path / "quick.journal"), tmp_path / "report"
+    searched = ["--fields", "width,batch_size", "--cost", "flops", "--target", "50"]
+    result = run_script("tune.py", *tune_args(storage, out_dir, *searched, trials=4), "--data-dir", data_dir)
+    assert result.returncode == 0, result.stderr
+    report = (out_dir / "report.md").read_text()
+    assert "The Pareto front of accuracy against the floating-point operations of training, cheapest first:" in report
+    assert "| trial | validation accuracy | one view | parameters | training GFLOP | width | batch_size |" in report
+    trials = [trial for trial in trials_in(storage) if trial.state == TrialState.COMPLETE]
+    front = [trial for trial in trials if not any(dominates(other, trial) for other in trials)]
+    cheapest = min((trial for trial in front if trial.values[0] >= 50), key=lambda trial: trial.values[1])
+    assert f"Trial {cheapest.number} (" in report
+    assert all(trial.values[1] == trial.user_attrs["flops"] for trial in trials)
+    assert (out_dir / "accuracy_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def dominates(one: optuna.trial.FrozenTrial, other: optuna.trial.FrozenTrial) -> bool:
+    """Whether one is at least as accurate and as cheap as other, and better in one of the two."""
+    (accuracy, flops), (other_accuracy, other_flops) = one.values, other.values
+    return accuracy >= other_accuracy and flops <= other_flops and (accuracy, flops) != (other_accuracy, other_flops)
+
+
+def costly_study(points: list[tuple[float, float]]) -> optuna.Study:
+    """A study of accuracy against cost in memory holding trained trials of these (accuracy, flops)."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for accuracy, flops in points:
+        study.add_trial(optuna.trial.create_trial(values=[accuracy, flops], user_attrs={"flops": flops}))
+    return study
+
+
+@pytest.mark.parametrize(
+    ("target", "picked"),
+    [(99.2, 1), (99.0, 2), (99.35, 0), (None, 0), (99.5, 0)],  # trial 3 is dominated by trial 1
+)
+def test_the_confirmed_point_is_the_cheapest_of_the_front_that_reaches_the_target(
+    target: float | None, picked: int
+) -> None:
+    study = costly_study([(99.35, 6e11), (99.25, 3e11), (99.05, 1e11), (99.2, 4e11)])
+    search = argparse.Namespace(cost="flops", target=target)
+    assert tune.picked(study, search).number == picked
 
 
 def quick_search(tmp_path: Path, data_dir: str, *extra: str) -> argparse.Namespace:
@@ -174,6 +219,7 @@ def test_ctrl_c_keeps_the_finished_trials_and_says_how_to_continue(tmp_path: Pat
         (["--range", "width=0.9:0.1"], "LOW < HIGH"),
         (["--fields", "adamw_lr", "--range", "muon_lr=0.01:0.1"], "--range muon_lr: not among --fields adamw_lr"),
         (["--confirm-seeds", "1"], "--confirm-seeds: must be at least 2"),
+        (["--target", "99.2"], "--target picks a point of the front of accuracy against cost: give --cost flops"),
     ],
 )
 def test_bad_input_exits_two_with_one_line_and_writes_nothing(
