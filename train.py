@@ -28,7 +28,7 @@ from mnist_cnn.files import check_writable_folder
 from mnist_cnn.hard_examples import draw_by_loss, hard_example_start
 from mnist_cnn.optim import make_scheduled_optimizers
 from mnist_cnn.recipe import Recipe, build_model, recipe_for
-from mnist_cnn.scoring import confusion_matrix, per_class_accuracy, score
+from mnist_cnn.scoring import confusion_matrix, per_class_accuracy, score_views
 from mnist_cnn.step import Step, make_step
 from model import MnistCNN
 
@@ -203,9 +203,8 @@ def run_training(recipe: Recipe, args: argparse.Namespace) -> TrainResult:
         args.data_dir, device, args.validation
     )
     fitted = fit(recipe, train_images, train_labels, progress, on_epoch=print, precision=args.precision)
-    one_view = score(fitted.model, eval_images, eval_labels, amp_dtype, 1, progress)
     start = time.perf_counter()
-    scored = score(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views, progress)
+    scored, one_view = score_views(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views, progress)
     eval_seconds = time.perf_counter() - start
     scores = {"images": len(eval_images), "views": recipe.test_time_views, "accuracy": scored.accuracy}
     scores |= {"loss": scored.loss, "accuracy_one_view": one_view.accuracy, "loss_one_view": one_view.loss}

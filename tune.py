@@ -40,7 +40,7 @@ from mnist_cnn.data import add_data_option, load_training_and_scoring_sets
 from mnist_cnn.device import autocast_dtype, keep_freed_memory
 from mnist_cnn.files import check_writable_folder, write_file
 from mnist_cnn.recipe import SEARCH_SPACE, STEP_OF_INTS, Recipe, build_model, recipe_for
-from mnist_cnn.scoring import score
+from mnist_cnn.scoring import score_views
 from mnist_cnn.search_report import report_markdown, write_pictures
 from model import PARAMETER_BUDGET, count_parameters
 
@@ -259,9 +259,8 @@ def train_and_score(recipe: Recipe, data: tuple) -> tuple[float, float]:
     """Train recipe on data's training images; return its validation accuracy with the recipe's views and with one."""
     (train_images, train_labels), (images, labels) = data
     model = train.fit(recipe, train_images, train_labels).model
-    amp_dtype = autocast_dtype(images.device)
-    views = recipe.test_time_views
-    return score(model, images, labels, amp_dtype, views).accuracy, score(model, images, labels, amp_dtype, 1).accuracy
+    scored, one_view = score_views(model, images, labels, autocast_dtype(images.device), recipe.test_time_views)
+    return scored.accuracy, one_view.accuracy
 
 
 def objective(trial: optuna.Trial, search: argparse.Namespace, data: tuple, worker: str) -> float | tuple:

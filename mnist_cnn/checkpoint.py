@@ -2,6 +2,7 @@
 
 import contextlib
 import datetime
+import importlib.metadata
 import io
 import os
 import pickle
@@ -222,13 +223,11 @@ def run_metadata(metrics: dict, recipe: Recipe, config: dict, model: MnistCNN) -
 
 def provenance() -> dict:
     """Return what produced a run: the versions of Python, torch and torchvision, and the git commit."""
-    import torchvision  # only here: scripts that load checkpoints do not need it
-
     return {
         "versions": {
             "python": platform.python_version(),
             "torch": str(torch.__version__),
-            "torchvision": torchvision.__version__,
+            "torchvision": importlib.metadata.version("torchvision"),  # read, not imported: that takes a second
         },
         "git_commit": git_commit(),
     }

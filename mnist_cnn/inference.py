@@ -18,6 +18,15 @@ def shifted_views(images: torch.Tensor, shifts: tuple[tuple[int, int], ...] = TE
     return torch.cat(views).contiguous(memory_format=torch.channels_last)
 
 
+def view_logits(model: nn.Module, images: torch.Tensor, views: int) -> torch.Tensor:
+    """Return model's logits for each of views views of images, shape (views, N, 10): the image alone for 1; for 5
+    the image and its four one-pixel shifts, through the model as one batch.
+    """
+    if views == 1:
+        return model(images)[None]
+    return model(shifted_views(images)).unflatten(0, (len(TEST_TIME_SHIFTS), -1))
+
+
 class ShiftAveraged(nn.Module):
     """Test-time augmentation: the mean of a model's logits over each image and its four one-pixel shifts.
 
@@ -31,8 +40,7 @@ class ShiftAveraged(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return the logits averaged over the shifted views of images, shape (N, 10)."""
         check_input_shape(images)
-        logits = self.model(shifted_views(images))
-        return logits.unflatten(0, (len(TEST_TIME_SHIFTS), -1)).mean(0)
+        return view_logits(self.model, images, len(TEST_TIME_SHIFTS)).mean(0)
 
 
 def with_views(model: nn.Module, views: int) -> nn.Module:

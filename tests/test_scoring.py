@@ -8,7 +8,8 @@ import train
 from mnist_cnn.checkpoint import load_checkpoint
 from mnist_cnn.data import load_mnist
 from mnist_cnn.device import autocast_dtype
-from mnist_cnn.scoring import confusion_matrix, per_class_accuracy, score
+from mnist_cnn.scoring import confusion_matrix, per_class_accuracy, score, score_views
+from model import MnistCNN
 
 
 class RightBelowSix(torch.nn.Module):
@@ -53,3 +54,15 @@ def test_confusion_matrix_counts_pairs_and_per_class_accuracy_reads_its_rows() -
     assert matrix[0, 0] == 1 and matrix[0, 1] == 1 and matrix[1, 1] == 1 and matrix[9, 9] == 1
     accuracy = per_class_accuracy(matrix)
     assert accuracy[0] == 50 and accuracy[1] == 100 and accuracy[9] == 100
+
+
+def test_one_pass_gives_the_views_and_the_image_alone_as_two_passes_would(data_dir: str) -> None:
+    torch.manual_seed(0)
+    model = MnistCNN().eval()
+    images, labels = (part[:300] for part in load_mnist(data_dir, train=False, device=torch.device("cpu")))
+    both, alone = score_views(model, images, labels, None, 5)
+    separately = score(model, images, labels, None, 5), score(model, images, labels, None, 1)
+    for together, apart in zip((both, alone), separately, strict=True):
+        assert torch.equal(together.predicted, apart.predicted)
+        assert together.loss == pytest.approx(apart.loss, rel=1e-5) and together.accuracy == apart.accuracy
+    assert not torch.equal(both.predicted, alone.predicted)  # five views are not one

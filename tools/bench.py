@@ -34,7 +34,7 @@ from mnist_cnn.device import (
 from mnist_cnn.files import check_writable_folder, strict_json, write_file
 from mnist_cnn.optim import make_scheduled_optimizers
 from mnist_cnn.recipe import Recipe, build_model, recipe_for
-from mnist_cnn.scoring import corruption_accuracies, score
+from mnist_cnn.scoring import corruption_accuracies, score_views
 from mnist_cnn.step import eager_step
 from model import count_parameters
 
@@ -107,10 +107,11 @@ def run_benchmark(
         recipe = recipe_for(epochs, **{**overrides, "seed": seed})
         report = functools.partial(print, file=sys.stderr)
         fitted = train.fit(recipe, train_images, train_labels, on_epoch=report, precision=precision)
-        one_view.append(score(fitted.model, eval_images, eval_labels, amp_dtype, 1).accuracy)
         start = time.perf_counter()
-        accuracies.append(score(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views).accuracy)
+        scored, alone = score_views(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views)
         eval_seconds.append(time.perf_counter() - start)
+        accuracies.append(scored.accuracy)
+        one_view.append(alone.accuracy)
         train_seconds.append(fitted.train_seconds / epochs)
         corruptions.append(
             corruption_accuracies(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views)

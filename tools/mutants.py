@@ -207,8 +207,8 @@ MUTANTS = [
         "first view only",
         "inference views",
         "mnist_cnn/inference.py",
-        "return logits.unflatten(0, (len(TEST_TIME_SHIFTS), -1)).mean(0)",
-        "return logits.unflatten(0, (len(TEST_TIME_SHIFTS), -1))[0]",
+        "return view_logits(self.model, images, len(TEST_TIME_SHIFTS)).mean(0)",
+        "return view_logits(self.model, images, len(TEST_TIME_SHIFTS))[0]",
     ),
     Mutant(
         "ink polarity flipped",
@@ -305,8 +305,9 @@ MUTANTS = [
         "test-time views ignored",
         "recipe settings",
         "train.py",
-        "scored = score(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views, progress)",
-        "scored = score(fitted.model, eval_images, eval_labels, amp_dtype, 5, progress)",
+        "scored, one_view = score_views(fitted.model, eval_images, eval_labels, amp_dtype, recipe.test_time_views, "
+        "progress)",
+        "scored, one_view = score_views(fitted.model, eval_images, eval_labels, amp_dtype, 5, progress)",
     ),
     Mutant(
         "long settings from two epochs",
