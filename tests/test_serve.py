@@ -210,15 +210,8 @@ def test_drawing_in_a_real_browser(address: tuple[str, int], tmp_path: Path) -> 
             assert page.get_attribute("main", "data-mode") == "server"  # no model.json here: the server predicts
             prediction = page.get_by_test_id("prediction")
             assert prediction.text_content() == ""
-            box = page.get_by_test_id("pad").bounding_box()
-            scale = box["width"] / 280
             for digit, strokes in DIGIT_STROKES.items():
-                for stroke in strokes:
-                    page.mouse.move(box["x"] + stroke[0][0] * scale, box["y"] + stroke[0][1] * scale)
-                    page.mouse.down()
-                    for x, y in stroke[1:]:
-                        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=10)
-                    page.mouse.up()
+                pagebench.draw(page, strokes)
                 sync_api.expect(prediction).to_have_text(digit, timeout=10_000)
                 assert page.get_by_test_id("probabilities").locator("li").count() == 10
                 page.screenshot(path=str(Path(os.environ.get("SCREENSHOT_DIR", tmp_path)) / f"draw-{digit}.png"))

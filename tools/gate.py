@@ -182,6 +182,14 @@ class Side:
         """Return the gate's test accuracy of every model it could score."""
         return [run.accuracy for run in self.runs if run.accuracy is not None]
 
+    def losses(self) -> list[float]:
+        """Return the gate's test loss of every model it could score."""
+        return [run.loss for run in self.runs if run.loss is not None]
+
+    def numbers(self) -> list[int]:
+        """Return the numbers each model that could be read stores."""
+        return [run.numbers for run in self.runs if run.numbers is not None]
+
     def reported(self, key: str) -> list[float]:
         """Return what the side's own JSON files report under metrics[key], where they do."""
         return [value for run in self.runs if (value := run.reported(key)) is not None]
@@ -281,6 +289,19 @@ def pick(values: list[float], how: Callable[[list[float]], float]) -> float | No
     return how(values) if values else None
 
 
+def sides_row(
+    name: str,
+    head: Side,
+    base: Side | None,
+    values: Callable[[Side], list[float]],
+    how: Callable[[list[float]], float],
+    unit: str,
+    digits: int = 2,
+) -> str:
+    """Return the summary table's row of how(values(side)) for the base and the change."""
+    return table_row(name, pick(values(head), how), pick(values(base) if base else [], how), unit, digits)
+
+
 def mermaid_curves(head: Side, base: Side | None) -> list[str]:
     """Return a Mermaid xychart-beta block of the mean reported training-loss curves (base grey, change red), or no
     lines. A base whose runs hold no curve, or one of another length, is left out of the chart.
@@ -340,40 +361,24 @@ def summary_markdown(
         )
     notes = [f"- ❌ {failure}" for failure in verdict.failures] + [f"- ⚠️ {warning}" for warning in verdict.warnings]
     lines += ["", *notes, ""] if notes else [""]
-    head_numbers = [run.numbers for run in head.runs if run.numbers is not None]
-    base_numbers = [run.numbers for run in base.runs if run.numbers is not None] if base else []
     lines += [
         "| Metric | Base | This change | Change |",
         "| --- | --- | --- | --- |",
         table_row("Test accuracy, mean", head_mean, base_mean, "%"),
-        table_row("Test accuracy, min", pick(head_accuracies, min), pick(base_accuracies, min), "%"),
-        table_row("Test accuracy, max", pick(head_accuracies, max), pick(base_accuracies, max), "%"),
-        table_row(
-            "Test loss, mean",
-            pick([run.loss for run in head.runs if run.loss is not None], statistics.mean),
-            pick([run.loss for run in base.runs if run.loss is not None] if base else [], statistics.mean),
-            "",
-            4,
-        ),
-        table_row(
+        sides_row("Test accuracy, min", head, base, Side.accuracies, min, "%"),
+        sides_row("Test accuracy, max", head, base, Side.accuracies, max, "%"),
+        sides_row("Test loss, mean", head, base, Side.losses, statistics.mean, "", 4),
+        sides_row(
             "Test accuracy, mean, as its own train.py reports it",
-            pick(head.reported("test_accuracy"), statistics.mean),
-            pick(base.reported("test_accuracy") if base else [], statistics.mean),
-            "%",
+            *(head, base, lambda side: side.reported("test_accuracy"), statistics.mean, "%"),
         ),
-        table_row(
+        sides_row(
             f"Numbers a model stores, largest (budget: fewer than {thresholds.parameter_budget:,})",
-            pick(head_numbers, max),
-            pick(base_numbers, max),
-            "",
-            0,
+            *(head, base, Side.numbers, max, "", 0),
         ),
-        table_row(
+        sides_row(
             "Training seconds, mean, as reported",
-            pick(head.reported("train_seconds"), statistics.mean),
-            pick(base.reported("train_seconds") if base else [], statistics.mean),
-            " s",
-            1,
+            *(head, base, lambda side: side.reported("train_seconds"), statistics.mean, " s", 1),
         ),
         "",
         "<details><summary>Each shipped model</summary>",
