@@ -67,3 +67,17 @@ def test_recipe_trains_every_parameter_once_with_muon_on_later_convolutions() ->
     assert [id(p) for p in by_optimizer["Muon"]] == [id(p) for p in convolutions[1:]]
     trained = by_optimizer["Muon"] + by_optimizer["AdamW"]
     assert sorted(id(p) for p in trained) == sorted(id(p) for p in model.parameters())
+
+
+@pytest.mark.parametrize("warmup", [0.1, 0.5])
+def test_both_optimisers_warm_up_over_the_recipes_share_of_the_steps(warmup: float) -> None:
+    model = MnistCNN()
+    schedules = make_scheduled_optimizers(model, Recipe(warmup_fraction=warmup), total_steps=100)
+    rates: list[list[float]] = [[] for _ in schedules]
+    for _ in range(100):
+        for schedule, seen in zip(schedules, rates, strict=True):
+            seen.append(schedule.get_last_lr()[0])
+            schedule.optimizer.step()  # no gradients: nothing moves, only the schedule advances
+            schedule.step()
+    for seen in rates:
+        assert seen.index(max(seen)) == round(warmup * 100) - 1  # the peak ends the warm-up, for Muon and AdamW alike
