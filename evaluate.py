@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, provenance, recorded_views
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, provenance, views_to_read
 from mnist_cnn.cli import add_views_option, reports_errors, wants_progress
 from mnist_cnn.data import MNIST_MEAN, MNIST_STD, add_data_option, load_mnist
 from mnist_cnn.device import add_device_option, autocast_dtype, pick_device
@@ -122,7 +122,7 @@ def evaluate_checkpoint(
     recipe says). with_corruptions adds the accuracy under each corruption of the suite, their mean and the worst.
     """
     model, metadata = load_checkpoint(path, device)
-    views = views or recorded_views(metadata)
+    views = views_to_read(views, metadata)
     images, labels = load_mnist(data_dir, train=False, device=device)
     tested = score(model, images, labels, autocast_dtype(device), views, progress)
     matrix = confusion_matrix(labels, tested.predicted)

@@ -19,7 +19,7 @@ import onnx
 import torch
 from torch import nn
 
-from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, recorded_views
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, views_to_read
 from mnist_cnn.cli import RunFailed, add_views_option, reports_errors
 from mnist_cnn.data import MNIST_MEAN, MNIST_STD, add_data_option, load_mnist
 from mnist_cnn.files import check_writable_folder, staged, staged_folder
@@ -59,6 +59,8 @@ def onnx_bytes(model: nn.Module, views: int, metadata: dict) -> bytes:
         verbose=False,
     )
     proto = program.model_proto
+    for node in proto.graph.node:
+        del node.metadata_props[:]  # the exporter's notes: source lines and the folder it ran in, which the file leaks
     properties = {
         "test_accuracy": str(metadata.get("metrics", {}).get(stored_accuracy_key(views), "unknown")),
         "mean": str(MNIST_MEAN),
@@ -119,7 +121,7 @@ def export_checkpoint(checkpoint_path: Path, output: Path, views: int | None, da
     """
     cpu = torch.device("cpu")
     model, metadata = load_checkpoint(checkpoint_path, cpu)
-    views = views or recorded_views(metadata)
+    views = views_to_read(views, metadata)
     check_writable_folder(output.parent)
     images, labels = load_mnist(data_dir, train=False, device=cpu)
     data = onnx_bytes(model, views, {**metadata, "source_checkpoint": checkpoint_path.name})

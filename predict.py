@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, recorded_views
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, views_to_read
 from mnist_cnn.cli import add_views_option, positive_int, reports_errors
 from mnist_cnn.device import add_device_option, pick_device
 from mnist_cnn.digit_image import ImageError, prepare_file
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     top = min(args.top, NUM_CLASSES)
     device = pick_device(args.device)
     model, metadata = load_checkpoint(args.checkpoint or newest_checkpoint(), device)
-    classifier = with_views(model, args.views or recorded_views(metadata))
+    classifier = with_views(model, views_to_read(args.views, metadata))
     failed = False
     for path in args.images:
         try:

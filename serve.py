@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, recorded_views
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, views_to_read
 from mnist_cnn.cli import BadInput, add_views_option, port_number, reports_errors
 from mnist_cnn.digit_image import ImageError, prepare_file
 from mnist_cnn.inference import digit_probabilities, with_views
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model, metadata = load_checkpoint(args.checkpoint or newest_checkpoint(), torch.device("cpu"))
     try:
-        server = make_server(with_views(model, args.views or recorded_views(metadata)), args.host, args.port)
+        server = make_server(with_views(model, views_to_read(args.views, metadata)), args.host, args.port)
     except OSError as error:
         raise BadInput(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -170,10 +170,12 @@ def load_checkpoint(path: Path | str, device: torch.device) -> tuple[MnistCNN, d
     return model.eval(), metadata
 
 
-def recorded_views(metadata: dict) -> int:
-    """Return the views of each image that a checkpoint's recipe reads by default (test_time_views); 5 for
-    checkpoints that record none.
+def views_to_read(asked: int | None, metadata: dict) -> int:
+    """Return the views of each image to read: those asked for (--views), else those the checkpoint's recipe reads
+    (test_time_views), else 5 for checkpoints that record none.
     """
+    if asked:
+        return asked
     recipe = metadata.get("recipe")
     views = recipe.get("test_time_views") if isinstance(recipe, dict) else None
     return views if views in VIEW_CHOICES else VIEW_CHOICES[-1]

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from mnist_cnn.augment import thicker, thinner
 
 SUITE_SEED = 2019
+FOG_SCALES = {3: 1.0, 7: 0.5, 14: 0.25}  # cells across the image of each layer of random light, and its weight
+ZIGZAG_CORNERS, ZIGZAG_WIDTH = 5, 1.5  # points of the line, and its width in pixels
 
 
 def affine(images: torch.Tensor, matrix: list[list[float]]) -> torch.Tensor:
@@ -88,22 +90,22 @@ def impulse_noise(images: torch.Tensor, fraction: float, generator: torch.Genera
 
 
 def fog(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
-    """Return images under a seeded fractal fog, as MNIST-C's: random light at three scales, coarse ones strongest,
-    added with strength at its brightest.
+    """Return images under a seeded fog of light, a texture like MNIST-C's (which grows a plasma fractal; this sums
+    random light at the three scales of FOG_SCALES, coarse ones strongest), added with strength at its brightest
+    and clipped to [0, 1].
     """
     side = images.shape[-1]
     texture = torch.zeros(len(images), 1, side, side)
-    weights = {3: 1.0, 7: 0.5, 14: 0.25}
-    for cells, weight in weights.items():
+    for cells, weight in FOG_SCALES.items():
         coarse = torch.rand(len(images), 1, cells, cells, generator=generator)
         texture += weight * F.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False)
-    return images + strength * (texture / sum(weights.values())).to(images)
+    return (images + strength * (texture / sum(FOG_SCALES.values())).to(images)).clamp(0, 1)
 
 
 def zigzag(images: torch.Tensor, corners: int, width: float, generator: torch.Generator) -> torch.Tensor:
     """Return images with a seeded white zigzag line of corners points drawn across each, width pixels wide."""
     side = images.shape[-1]
-    columns = torch.linspace(-2, side + 1, corners).expand(len(images), corners)
+    columns = torch.linspace(-2, side + 1, corners).expand(len(images), corners)  # from beyond one edge to the other
     rows = torch.rand(len(images), corners, generator=generator) * side
     points = torch.stack([rows, columns], dim=-1)  # (N, corners, 2)
     grid = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"), -1).reshape(1, 1, -1, 2)
@@ -119,7 +121,7 @@ Corruption = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 SUITE: dict[str, Corruption] = {
     "fog 0.6": lambda x, g: fog(x, 0.6, g),
-    "zigzag line": lambda x, g: zigzag(x, 5, 1.5, g),
+    "zigzag line": lambda x, g: zigzag(x, ZIGZAG_CORNERS, ZIGZAG_WIDTH, g),
     "gaussian noise 0.3": lambda x, g: gaussian_noise(x, 0.3, g),
     "impulse noise 10%": lambda x, g: impulse_noise(x, 0.1, g),
     "gaussian blur 1.2": lambda x, g: convolve(x, gaussian_kernel(1.2, 7)),

@@ -17,6 +17,7 @@ MALLOC_KEEP_BYTES = 32 * 1024 * 1024
 DEVICE_ENV = "MNIST_DEVICE"  # what auto picks when set: CI sets cpu, as hosted macOS runners report an unusable MPS
 DEVICES = ("cpu", "cuda", "mps")
 PRECISIONS = ("auto", "bf16", "fp32")
+PRECISION_ENV = "MNIST_PRECISION"  # what auto means when set: CI sets fp32, so that runners with and without bf16 agree
 
 
 class DeviceError(BadInput):
@@ -39,8 +40,8 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
         "--precision",
         default="auto",
         choices=PRECISIONS,
-        help="bf16: bfloat16 autocast; fp32: float32 throughout; auto: bf16 where the device computes it natively, "
-        "else fp32 (default: %(default)s)",
+        help=f"bf16: bfloat16 autocast; fp32: float32 throughout; auto: ${PRECISION_ENV} when set, else bf16 where "
+        "the device computes it natively, else fp32 (default: %(default)s)",
     )
 
 
@@ -68,8 +69,12 @@ def pick_device(name: str) -> torch.device:
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """Return the autocast type for precision on device: None (compute in float32) for fp32, bfloat16 for bf16, and
-    for auto bfloat16 where the device computes it natively, else None.
+    for auto what $MNIST_PRECISION names, or else bfloat16 where the device computes it natively, else None.
     """
+    if precision == "auto" and os.environ.get(PRECISION_ENV):
+        precision = os.environ[PRECISION_ENV]
+        if precision not in PRECISIONS:
+            raise DeviceError(f"${PRECISION_ENV} is {precision!r}: set it to bf16 or fp32, or unset it")
     if precision == "fp32":
         return None
     if precision == "bf16":

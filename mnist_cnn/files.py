@@ -1,9 +1,11 @@
 """Writing files safely: strict JSON, a check of the folder before the work, each file whole or not at all."""
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,29 +68,41 @@ def staged(path: Path) -> Iterator[Path]:
 
 @contextmanager
 def staged_folder(path: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside path to fill; put it in path's place when the block ends without an exception.
+    """Yield a new temporary folder beside path to fill; put it in path's place when the block ends without an
+    exception.
 
-    Whatever happens no temporary folder remains, and the folder at path, if any, is replaced only when
-    the block succeeds. An OSError becomes a WriteError that names path.
+    Whatever happens no temporary folder remains, nor a parent folder made for it, and the folder at path,
+    if any, is replaced only when the block succeeds (and kept, should even putting it back fail). An OSError
+    becomes a WriteError that names path.
     """
-    temporary, previous = temporary_path(path), path.with_name(f".{path.name}.{os.getpid()}.old")
+    path = path.absolute()
+    made = [parent for parent in path.parents if not parent.exists()]
+    temporary, previous, swapped = None, None, False
     try:
-        temporary.mkdir(parents=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         yield temporary
-        replacing = path.exists()
-        if replacing:
+        if path.exists():
+            previous = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, previous)
         try:
             os.replace(temporary, path)
         except OSError:
-            if replacing:
+            if previous is not None:
                 os.replace(previous, path)
+                previous = None
             raise
+        swapped = True
     except OSError as error:
         raise WriteError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-        shutil.rmtree(previous, ignore_errors=True)
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+        if swapped and previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+        for parent in made if not swapped else []:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
 
 
 def write_file(path: Path, data: bytes | str) -> None:

@@ -1,5 +1,6 @@
 """An exported ONNX file read as data: its size and contents checked, every number it stores counted, its logits."""
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,21 +14,33 @@ from model import INPUT_SHAPE, NUM_CLASSES
 
 MAX_ONNX_BYTES = 4_000_000  # a model under the parameter budget takes about 150 KB
 IMAGES_PER_RUN = 500
+STANDARD_DOMAINS = ("", "ai.onnx")  # ONNX's own operators; an exported network needs no others
+TEXT_ATTRIBUTES = (onnx.AttributeProto.STRINGS,)  # lists of text, which could carry numbers past the count
 
 
 class OnnxFileError(BadInput):
-    """An ONNX file is too large, unreadable, keeps data outside itself, or does not map images to ten logits."""
+    """An ONNX file is too large, unreadable, keeps data outside itself, holds what the gate cannot count, or does
+    not map images to ten logits.
+    """
+
+
+def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """Return the graphs inside a node's attributes (the branches of If, the bodies of Loop and Scan)."""
+    found = []
+    for attribute in node.attribute:
+        found += [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)
+    return found
 
 
 def graphs_of(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
-    """Yield the main graph and every subgraph inside a node's attributes (If, Loop, Scan), however deep."""
-    pending = [model.graph]
+    """Yield the main graph and every subgraph inside a node, of the main graph or of a local function, however deep."""
+    in_functions = [graph for function in model.functions for node in function.node for graph in subgraphs(node)]
+    pending = [model.graph, *in_functions]
     while pending:
         graph = pending.pop()
         yield graph
         for node in graph.node:
-            for attribute in node.attribute:
-                pending += [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)
+            pending += subgraphs(node)
 
 
 def nodes_of(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
@@ -67,7 +80,7 @@ def stored_numbers(model: onnx.ModelProto) -> int:
     Constant's value_floats), in the main graph, every subgraph and every local function. Names, operator types
     and text do not count.
     """
-    elements = sum(int(np.prod(tensor.dims, dtype=np.int64)) for tensor in tensors_of(model))
+    elements = sum(math.prod(tensor.dims) for tensor in tensors_of(model))
     return elements + sum(attribute_numbers(attribute) for node in nodes_of(model) for attribute in node.attribute)
 
 
@@ -88,9 +101,29 @@ def read_onnx(path: Path) -> tuple[bytes, onnx.ModelProto]:
         raise OnnxFileError(f"{path} is not an ONNX model") from None
     if not model.graph.node:
         raise OnnxFileError(f"{path} holds no graph")
-    if any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in tensors_of(model)):
-        raise OnnxFileError(f"{path} keeps tensor data in other files; an exported model holds all of its own")
+    check_countable(model, str(path))
     return data, model
+
+
+def check_countable(model: onnx.ModelProto, name: str) -> None:
+    """Raise OnnxFileError, naming name, for what would slip past stored_numbers: tensor data in other files, a tensor
+    with a negative dimension, text tensors or lists of text (a Constant's value_string among them), and operators
+    outside ONNX's own domains and the model's local functions.
+    """
+    functions = {function.domain for function in model.functions}
+    for tensor in tensors_of(model):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            raise OnnxFileError(f"{name} keeps tensor data in other files; an exported model holds all of its own")
+        if any(dimension < 0 for dimension in tensor.dims):
+            raise OnnxFileError(f"{name} holds a tensor with a negative dimension ({list(tensor.dims)})")
+        if tensor.data_type == onnx.TensorProto.STRING:
+            raise OnnxFileError(f"{name} holds a tensor of text, which could carry numbers the gate cannot count")
+    for node in nodes_of(model):
+        if node.domain not in STANDARD_DOMAINS and node.domain not in functions:
+            raise OnnxFileError(f"{name} uses the operator {node.domain}.{node.op_type}, outside ONNX's own")
+        texts = [a.name for a in node.attribute if a.type in TEXT_ATTRIBUTES or a.name == "value_string"]
+        if texts:
+            raise OnnxFileError(f"{name}: {node.op_type} holds text ({', '.join(texts)}), which the gate cannot count")
 
 
 def onnx_session(data: bytes, name: str) -> onnxruntime.InferenceSession:
@@ -117,6 +150,8 @@ def onnx_logits(session: onnxruntime.InferenceSession, images: np.ndarray, name:
             answer = np.asarray(session.run(None, {input_name: batch})[0])
         except Exception as error:  # as in onnx_session
             raise OnnxFileError(f"onnxruntime failed on {name}: {str(error).splitlines()[0]}") from None
+        if not np.issubdtype(answer.dtype, np.floating) or not np.isfinite(answer).all():
+            raise OnnxFileError(f"{name} answers logits that are not finite numbers ({answer.dtype})")
         if answer.shape != (len(batch), NUM_CLASSES):
             raise OnnxFileError(
                 f"{name} answers {len(batch)} images of shape {INPUT_SHAPE} with shape {answer.shape}, "

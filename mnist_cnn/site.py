@@ -38,9 +38,22 @@ def runtime_version() -> str:
     return json.loads((RUNTIME / "package.json").read_text())["version"]
 
 
+def built_here(site: Path) -> bool:
+    """Return whether site holds a site that export.py built: a model.json that names onnxruntime-web."""
+    try:
+        settings = json.loads((site / SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(settings, dict) and str(settings.get("runtime", "")).startswith("onnxruntime-web ")
+
+
 def check_site_folder(site: Path) -> None:
-    """Raise SiteError when site exists but is neither empty nor a site built here, so that nothing else is replaced."""
-    if site.exists() and not (site.is_dir() and (not any(site.iterdir()) or (site / SETTINGS_FILE).is_file())):
+    """Raise SiteError when site exists but is neither empty nor a site built here, or holds the current folder, so
+    that nothing else is replaced.
+    """
+    if Path.cwd().resolve().is_relative_to(site.resolve()):
+        raise SiteError(f"--site {site} holds the current folder: choose a folder below it")
+    if site.exists() and not (site.is_dir() and (not any(site.iterdir()) or built_here(site))):
         raise SiteError(f"{site} exists and is not a site that export.py built: choose another folder")
 
 

@@ -55,6 +55,7 @@ def test_asking_for_missing_cuda_is_an_error() -> None:
 def test_autocast_is_bfloat16_where_the_cpu_has_it(
     bf16: bool, expected: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv(device.PRECISION_ENV, raising=False)
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: bf16)
     assert device.autocast_dtype(torch.device("cpu")) == expected
@@ -65,8 +66,19 @@ def test_autocast_is_bfloat16_where_the_cpu_has_it(
 def test_precision_overrides_what_the_cpu_computes_natively(
     native: bool, precision: str, expected: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv(device.PRECISION_ENV, raising=False)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
     assert device.autocast_dtype(torch.device("cpu"), precision) == expected
+
+
+def test_auto_precision_honours_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setenv(device.PRECISION_ENV, "fp32")
+    assert device.autocast_dtype(torch.device("cpu")) is None
+    assert device.autocast_dtype(torch.device("cpu"), "bf16") == torch.bfloat16  # an explicit --precision wins
+    monkeypatch.setenv(device.PRECISION_ENV, "float16")
+    with pytest.raises(device.DeviceError, match="MNIST_PRECISION is 'float16': set it to bf16 or fp32"):
+        device.autocast_dtype(torch.device("cpu"))
 
 
 def test_bfloat16_where_the_device_cannot_compute_it_is_refused() -> None:

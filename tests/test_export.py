@@ -239,7 +239,7 @@ def test_a_failed_check_leaves_no_site_and_the_old_one_whole(
     assert "failed its check, so" in capsys.readouterr().err
     old = tmp_path / "old-site"
     old.mkdir()
-    (old / site_module.SETTINGS_FILE).write_text("{}")
+    (old / site_module.SETTINGS_FILE).write_text('{"runtime": "onnxruntime-web 0.0.0"}')
     assert export.main(site_args(trained, old, data_dir)) == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == ["old-site", "runtime"]
     assert [path.name for path in old.iterdir()] == [site_module.SETTINGS_FILE]
@@ -254,7 +254,10 @@ def fake_runtime(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("case", ["a folder of other files", "no runtime", "with --output"])
+SITE_REFUSALS = ["a folder of other files", "another program's model.json", "the current folder", "no runtime"]
+
+
+@pytest.mark.parametrize("case", [*SITE_REFUSALS, "with --output"])
 def test_a_site_that_cannot_be_built_exits_two_with_one_line_and_touches_nothing(
     case: str,
     trained: train.TrainResult,
@@ -268,6 +271,12 @@ def test_a_site_that_cannot_be_built_exits_two_with_one_line_and_touches_nothing
     if case == "a folder of other files":
         site.mkdir()
         (site / "notes.txt").write_text("mine")
+    elif case == "another program's model.json":
+        site.mkdir()
+        (site / site_module.SETTINGS_FILE).write_text('{"model": "theirs.onnx"}')
+    elif case == "the current folder":
+        site.mkdir()
+        monkeypatch.chdir(site)
     elif case == "no runtime":
         monkeypatch.setattr(site_module, "RUNTIME", tmp_path / "nowhere")
     else:
@@ -275,7 +284,8 @@ def test_a_site_that_cannot_be_built_exits_two_with_one_line_and_touches_nothing
     assert export.main([*site_args(trained, site, data_dir), *args]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and error.count("\n") == 1
-    expected = {"a folder of other files": "is not a site", "no runtime": "npm ci", "with --output": "not both"}
+    expected = {"a folder of other files": "is not a site", "another program's model.json": "is not a site"}
+    expected |= {"the current folder": "holds the current folder", "no runtime": "npm ci", "with --output": "not both"}
     assert expected[case] in error
     assert sorted(path.name for path in tmp_path.iterdir()) == (["runtime", "site"] if site.exists() else ["runtime"])
 
@@ -298,3 +308,8 @@ def test_the_site_holds_the_page_the_checked_model_and_the_runtime(
         assert (site / "ort" / name).read_bytes() == (site_module.RUNTIME / "dist" / name).read_bytes()
     assert export.main(site_args(trained, site, data_dir)) == 0  # a site built here is rebuilt in place
     assert sorted(path.name for path in tmp_path.iterdir()) == ["alone.onnx", "site"]
+
+
+def test_an_export_names_no_folder_of_the_machine_that_made_it(shipped_run: Path) -> None:
+    data = next(shipped_run.glob("*.onnx")).read_bytes()
+    assert str(ROOT).encode() not in data and b"stack_trace" not in data  # the same bytes from any checkout

@@ -98,3 +98,10 @@ def test_a_staged_folder_that_cannot_take_its_place_restores_the_old_one(
         (folder / "new.txt").write_text("new")
     assert [path.name for path in site.iterdir()] == ["old.txt"]
     assert [path.name for path in tmp_path.iterdir()] == ["site"]
+
+
+def test_a_failed_staged_folder_leaves_no_parent_it_made(tmp_path: Path) -> None:
+    with pytest.raises(ZeroDivisionError), staged_folder(tmp_path / "new" / "deeper" / "site") as folder:
+        (folder / "half.txt").write_text("half")
+        raise ZeroDivisionError
+    assert list(tmp_path.iterdir()) == []

@@ -68,6 +68,11 @@ def test_an_unchanged_model_passes() -> None:
     assert failures(side(GOOD), side(GOOD, "base")) == []
 
 
+@pytest.mark.parametrize("count", [4, 6])
+def test_a_base_of_another_number_of_models_fails(count: int) -> None:
+    assert failures(side(GOOD), side([99.3] * count, "base")) == [f"the base ships {count} models, not one a seed (5)"]
+
+
 @pytest.mark.parametrize(("count", "passes"), [(4, False), (5, True), (6, False)])
 def test_one_model_a_seed_of_gate_toml(count: int, passes: bool) -> None:
     found = failures(side([99.3] * count))
@@ -141,9 +146,14 @@ def test_a_change_that_scores_other_images_or_reports_nothing_fails() -> None:
     head = side(GOOD)
     head.runs[0].report["metrics"]["test_images"] = 60_000
     head.runs[1].report = {}
+    head.runs[2].report["metrics"]["test_loss"] = float("nan")
     found = failures(head)
     assert "the change scored 60,000 images, the gate the 10,000 test images" in found[0]
-    assert "reports no test accuracy" in found[1]
+    assert "reports no test accuracy or loss" in found[1] and "reports no test accuracy or loss" in found[2]
+
+
+def test_a_file_name_cannot_write_into_the_summary() -> None:
+    assert gate_cli.shown_name("seed-0/`x` | **y**.onnx") == "seed-0/?x??????y??.onnx"
 
 
 def test_a_file_the_gate_cannot_run_fails() -> None:
@@ -280,15 +290,16 @@ def test_no_shipped_model_exits_two(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "the change shipped no model to judge" in capsys.readouterr().err
 
 
-def test_a_base_that_cannot_be_scored_counts_as_none(
+def test_a_base_that_cannot_be_judged_fails_the_gate(
     shipped_run: Path, one_seed: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     head = ship(tmp_path / "head", shipped_run, 1)
     base = ship(tmp_path / "base", shipped_run, 1)
     next(base.rglob("*.onnx")).write_bytes(b"")
     status, out = run_gate(head, "--base", str(base), capsys=capsys)
-    assert status == 0
-    assert "No base to compare with: the base's models could not be scored" in out
+    assert status == 1 and "::error::the base's seed-0/" in out and "cannot be judged" in out
+    status, out = run_gate(head, "--base", str(tmp_path / "empty"), capsys=capsys)
+    assert status == 1 and "::error::the base ships 0 models, not one a seed (1)" in out
 
 
 def test_the_command_line_runs_the_gate_from_its_checkout(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """mnist_cnn/onnx_model.py: every number an ONNX file stores is counted wherever it hides; hostile files are refused."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,47 @@ def test_a_model_onnxruntime_cannot_run_is_refused(tmp_path: Path) -> None:
     model.graph.node[1].op_type = "NoSuchOperator"
     with pytest.raises(OnnxFileError, match="onnxruntime cannot run"):
         onnx_session(model.SerializeToString(), "odd.onnx")
+
+
+def test_a_subgraph_inside_a_local_function_counts() -> None:
+    hidden_if = unused_if(50)
+    function = helper.make_function("local", "Hides", [], ["chosen"], hidden_if, OPSET)
+    assert stored_numbers(linear_model(WEIGHTS, {"functions": [function]})) == BASE_NUMBERS + 1 + 2 * 50
+
+
+# What could carry numbers past the count, and the words that refuse it.
+UNCOUNTABLE = {
+    "a text tensor": (
+        {"initializers": [helper.make_tensor("text", TensorProto.STRING, [2], [b"0.5 0.25", b"0.125"])]},
+        "a tensor of text",
+    ),
+    "a Constant's text": ({"nodes": [helper.make_node("Constant", [], ["t"], value_string="0.5 0.25")]}, "holds text"),
+    "a list of text": (
+        {"nodes": [helper.make_node("Constant", [], ["t"], value_strings=["0.5", "0.25"])]},
+        "holds text (value_strings)",
+    ),
+    "another domain's operator": (
+        {"nodes": [helper.make_node("LabelEncoder", ["x"], ["y"], domain="ai.onnx.ml", keys_int64s=[1])]},
+        "uses the operator ai.onnx.ml.LabelEncoder",
+    ),
+    "a negative dimension": (
+        {"initializers": [TensorProto(name="odd", data_type=TensorProto.FLOAT, dims=[-5000])]},
+        "a tensor with a negative dimension",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UNCOUNTABLE)
+def test_what_could_carry_uncounted_numbers_is_refused(case: str, tmp_path: Path) -> None:
+    extra, words = UNCOUNTABLE[case]
+    with pytest.raises(OnnxFileError, match=re.escape(words)):
+        read_onnx(save(tmp_path, linear_model(WEIGHTS, extra)))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_logits_that_are_not_finite_are_refused(bad: float, tmp_path: Path) -> None:
+    weights = WEIGHTS.copy()
+    weights[0, 3] = bad
+    data, _ = read_onnx(save(tmp_path, linear_model(weights)))
+    with pytest.raises(OnnxFileError, match="not finite numbers"):
+        onnx_logits(onnx_session(data, "odd.onnx"), np.ones((2, 1, 28, 28), np.float32), "odd.onnx")

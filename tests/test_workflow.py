@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, RUN_SLOW, WORKFLOW
+from tools import gate as gate_module
 
 ZEROS = "0" * 40
 
@@ -94,18 +95,20 @@ def merge_commit(tmp_path: Path) -> dict[str, str]:
     Returns the commits: the pull request's recorded base (where the branch started), main's tip when the merge
     was made, and the pull request's head.
     """
-    git(tmp_path, "init", "-q", "--initial-branch", "main")
+    change = tmp_path / "change"  # where the workflow checks the change out
+    change.mkdir()
+    git(change, "init", "-q", "--initial-branch", "main")
     commits = {}
     for name in ("started", "feature", "moved-on"):
         if name == "feature":
-            git(tmp_path, "checkout", "-q", "-b", "feature")
+            git(change, "checkout", "-q", "-b", "feature")
         elif name == "moved-on":
-            git(tmp_path, "checkout", "-q", "main")
-        (tmp_path / f"{name}.txt").write_text(name)
-        git(tmp_path, "add", ".")
-        git(tmp_path, "commit", "-q", "-m", name)
-        commits[name] = git(tmp_path, "rev-parse", "HEAD")
-    git(tmp_path, "merge", "-q", "--no-ff", "-m", "merge", "feature")
+            git(change, "checkout", "-q", "main")
+        (change / f"{name}.txt").write_text(name)
+        git(change, "add", ".")
+        git(change, "commit", "-q", "-m", name)
+        commits[name] = git(change, "rev-parse", "HEAD")
+    git(change, "merge", "-q", "--no-ff", "-m", "merge", "feature")
     return commits
 
 
@@ -115,13 +118,14 @@ def test_the_base_of_a_pull_request_is_its_merge_commits_first_parent(
     script = steps_by_id(workflow, "train")["base"]["run"]
     found = run_step(script, tmp_path, EVENT="pull_request", BEFORE="")
     assert found["sha"] == merge_commit["moved-on"] != merge_commit["started"]
-    checkout = steps_by_id(workflow, "train")["Check out the change with its parents"]
-    assert checkout["with"]["fetch-depth"] == 2
+    checkout = workflow["jobs"]["train"]["steps"][0]
+    assert checkout["with"]["fetch-depth"] == 2 and checkout["with"]["path"] == "change"
 
 
 def test_a_pull_request_checked_out_without_its_merge_commit_stops(workflow: dict, tmp_path: Path) -> None:
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "commit", "-q", "--allow-empty", "-m", "only")
+    (tmp_path / "change").mkdir()
+    git(tmp_path / "change", "init", "-q")
+    git(tmp_path / "change", "commit", "-q", "--allow-empty", "-m", "only")
     script = steps_by_id(workflow, "train")["base"]["run"]
     with pytest.raises(subprocess.CalledProcessError):
         run_step(script, tmp_path, EVENT="pull_request", BEFORE="")
@@ -138,54 +142,88 @@ def test_the_base_of_a_push_is_the_commit_before_it(
 
 
 @pytest.mark.parametrize(
-    ("checked_out", "has_gate", "judge", "words"),
+    ("base", "has_gate", "judge", "words"),
     [
-        ("success", True, "baseline", "the base commit"),
-        ("success", False, ".", "has no trusted gate yet"),
-        ("skipped", False, ".", "no base commit"),
+        ("a" * 40, True, "base", "the base commit"),
+        ("a" * 40, False, "change", "has no trusted gate yet"),
+        ("", False, "change", "no base commit"),
     ],
 )
 def test_the_judge_is_the_bases_own_gate_where_it_has_one(
-    workflow: dict, tmp_path: Path, checked_out: str, has_gate: bool, judge: str, words: str
+    workflow: dict, tmp_path: Path, base: str, has_gate: bool, judge: str, words: str
 ) -> None:
-    (tmp_path / "baseline").mkdir()
+    (tmp_path / "base").mkdir()
     if has_gate:
-        (tmp_path / "baseline" / "gate.toml").write_text("seeds = 5\n")
+        (tmp_path / "base" / "gate.toml").write_text("seeds = 5\n")
     script = steps_by_id(workflow, "gate")["judge"]["run"]
-    sha = "" if checked_out == "skipped" else "a" * 40
-    found = run_step(script, tmp_path, BASE_SHA=sha, BASE_CHECKED_OUT=checked_out)
+    found = run_step(script, tmp_path, BASE_SHA=base)
     assert found["dir"] == judge and words in found["label"]
+
+
+def test_a_base_that_exists_must_check_out_train_and_be_judged(workflow: dict) -> None:
+    for job in ("train", "train-base", "gate"):
+        steps = {step.get("name"): step for step in workflow["jobs"][job]["steps"]}
+        assert not any(step.get("continue-on-error") for step in steps.values()), job
+    base_checkout = steps_by_id(workflow, "gate")[
+        "Check out the base commit into base/ (where there is one, it must check out)"
+    ]
+    assert base_checkout["if"] == "${{ steps.base.outputs.sha != '' }}" and base_checkout["with"]["path"] == "base"
+    judging = steps_by_id(workflow, "gate")["gate"]["run"]
+    assert '[ -z "$BASE_SHA" ] || baseline=(--base "$GITHUB_WORKSPACE/runs/base"' in judging
+
+
+def test_the_gate_runs_none_of_the_changes_code_and_counts_a_failed_job_as_failed(workflow: dict) -> None:
+    job = workflow["jobs"]["gate"]
+    assert job["if"] == "${{ !cancelled() }}" and set(job["needs"]) == {"lint", "test", "train", "train-base"}
+    first = job["steps"][0]["run"]
+    assert 'grep -o success | wc -l)" -eq 4' in first
+    for step in job["steps"]:  # python runs in the judge's folder; the change lies in change/, the runs beside it
+        script = step.get("run", "")
+        assert "python" not in script or 'cd "$JUDGE_DIR"' in script, step.get("name")
+        assert step.get("working-directory") in (None,), step.get("name")
+    downloads = [step for step in job["steps"] if step.get("uses", "").startswith("actions/download-artifact@")]
+    assert [step["with"]["path"] for step in downloads] == ["runs/head", "runs/base"]  # beside change/, not in it
+
+
+@pytest.mark.parametrize("job", ["train", "train-base", "gate"])
+def test_mnist_is_restored_without_saving_and_checked_against_its_published_hashes(workflow: dict, job: str) -> None:
+    steps = workflow["jobs"][job]["steps"]
+    uses = [step.get("uses", "") for step in steps]
+    assert any(use.startswith("actions/cache/restore@") for use in uses)
+    assert not any(re.match(r"actions/cache@", use) for use in uses)
+    check = next(step["run"] for step in steps if "sha256sum --check" in step.get("run", ""))
+    for name, digest in gate_module.TEST_FILES_SHA256.items():
+        assert f"{digest}  {name}" in check
+
+
+def test_every_job_trains_in_float32(workflow: dict) -> None:
+    assert workflow["env"]["MNIST_PRECISION"] == "fp32"
 
 
 def test_the_change_and_its_base_train_the_same_seeds_in_jobs_of_their_own(workflow: dict) -> None:
     head, base = steps_by_id(workflow, "train"), steps_by_id(workflow, "train-base")
     train_head = next(step for step in head.values() if "train.py" in step.get("run", ""))
     train_base = next(step for step in base.values() if "train.py" in step.get("run", ""))
-    assert train_head["run"] == train_base["run"] and "$JUDGE_DIR/gate.toml" in train_head["run"]
+    assert train_head["run"] == train_base["run"] and '"$THRESHOLDS"' in train_head["run"]
     assert "export.py" in train_head["run"]
-    assert train_base["working-directory"] == "baseline"
-    assert (
-        base["Install CPU-only torch and torchvision, then the rest of the base's requirements.txt"][
-            "working-directory"
-        ]
-        == "baseline"
-    )
-    assert "needs" not in workflow["jobs"]["train-base"] or "train" not in workflow["jobs"]["train-base"]["needs"]
+    assert train_head["working-directory"] == "change" and train_base["working-directory"] == "base"
+    assert train_head["env"]["RUNS"] == "${{ github.workspace }}/runs/head"
+    assert train_base["env"]["RUNS"] == "${{ github.workspace }}/runs/base"
+    installs = [step for step in base.values() if "pip install" in step.get("run", "")]
+    assert installs and all(step["working-directory"] == "base" for step in installs)
+    assert workflow["jobs"]["train-base"]["needs"] == "lint"
 
 
 def test_the_gate_job_judges_from_the_judges_checkout_with_no_threshold_of_its_own(workflow: dict) -> None:
     assert not any(name for name in workflow["env"] if "GATE" in name or "ACCURACY" in name or "BUDGET" in name)
-    job = workflow["jobs"]["gate"]
-    assert set(job["needs"]) == {"train", "train-base"}
     script = steps_by_id(workflow, "gate")["gate"]["run"].replace("\\\n", " ")
     assert 'cd "$JUDGE_DIR"' in script and "python -m tools.gate" in script
     assert not re.search(r"--(margin|min-accuracy|parameter-budget|time-ratio|seeds)", script)
     assert "|| status=$?" in script and script.rstrip().endswith('exit "$status"')
-    uses = [step.get("uses", "") for step in job["steps"]]
-    setup = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/setup-python"))
+    setup = next(
+        step for step in workflow["jobs"]["gate"]["steps"] if step.get("uses", "").startswith("actions/setup-python")
+    )
     assert "cache" not in setup["with"]  # no pip cache that a job running the change's code could have written
-    assert any(use.startswith("actions/cache/restore@") for use in uses)
-    assert not any(re.match(r"actions/cache@", use) for use in uses)
 
 
 def test_every_project_command_it_runs_exists(workflow: dict) -> None:
@@ -241,7 +279,7 @@ def test_what_ships_is_what_the_gate_judged(workflow: dict) -> None:
     steps = steps_by_id(workflow, "gate")
     download = next(step for step in steps.values() if step.get("with", {}).get("path") == "runs/head")
     upload = next(step for step in steps.values() if "upload-artifact" in step.get("uses", ""))
-    paths = upload["with"]["path"].split()
+    paths = upload["with"]["path"].splitlines()
     for suffix in ("pt", "json", "md", "onnx"):
         assert f"runs/head/seed-0/mnist_cnn_*.{suffix}" in paths
     assert "badge/accuracy.json" in paths and upload["with"]["if-no-files-found"] == "error"

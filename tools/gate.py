@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import statistics
 import sys
 import tomllib
@@ -164,10 +165,17 @@ def seed_order(shipped: Shipped) -> tuple:
     return (not seed.isdigit(), int(seed) if seed.isdigit() else 0, shipped.name)
 
 
+def shown_name(name: str) -> str:
+    """Return a file's name as the summary may show it: letters, digits, '.', '_', '-' and '/' kept, others as '?', so
+    that a name cannot write into the summary's Markdown.
+    """
+    return re.sub(r"[^A-Za-z0-9._/-]", "?", name)
+
+
 def judge_side(folder: Path, images: np.ndarray, labels: np.ndarray) -> list[Shipped]:
     """Return every ONNX file under folder, judged, ordered by seed."""
     paths = sorted(folder.rglob(MODEL_PATTERN)) if folder.is_dir() else []
-    shipped = [judge_file(path, path.relative_to(folder).as_posix(), images, labels) for path in paths]
+    shipped = [judge_file(path, shown_name(path.relative_to(folder).as_posix()), images, labels) for path in paths]
     return sorted(shipped, key=seed_order)
 
 
@@ -232,8 +240,8 @@ def judge(head: Side, base: Side | None, thresholds: Thresholds) -> Verdict:
                 f"{run.name} scores {run.accuracy:.2f}%, below the floor of every seed, {thresholds.seed_floor:.2f}%"
             )
         claimed, images, claimed_loss = (run.reported(key) for key in ("test_accuracy", "test_images", "test_loss"))
-        if claimed is None:
-            failures.append(f"{run.name}: the change reports no test accuracy beside it, so its scoring is broken")
+        if claimed is None or claimed_loss is None:
+            failures.append(f"{run.name}: the change reports no test accuracy or loss, so its scoring is broken")
         elif images is not None and images != run.images:
             failures.append(
                 f"{run.name}: the change scored {images:,.0f} images, the gate the {run.images:,} test images, "
@@ -244,11 +252,15 @@ def judge(head: Side, base: Side | None, thresholds: Thresholds) -> Verdict:
                 f"{run.name}: the change reports {claimed:.2f}%, the gate finds {run.accuracy:.2f}%; more than "
                 f"{thresholds.claim_tolerance:.2f} points apart, so the change's own scoring is broken"
             )
-        elif claimed_loss is not None and abs(claimed_loss - run.loss) > thresholds.claim_loss_tolerance + ON_THE_LINE:
+        elif abs(claimed_loss - run.loss) > thresholds.claim_loss_tolerance + ON_THE_LINE:
             failures.append(
                 f"{run.name}: the change reports a test loss of {claimed_loss:.4f}, the gate finds {run.loss:.4f}; "
                 f"more than {thresholds.claim_loss_tolerance:g} apart, so the change's own scoring is broken"
             )
+    if base is not None:
+        if len(base.runs) != thresholds.seeds:
+            failures.append(f"the base ships {len(base.runs)} models, not one a seed ({thresholds.seeds})")
+        failures += [f"the base's {run.name} cannot be judged: {run.problem}" for run in base.runs if run.problem]
     head_mean = pick(head.accuracies(), statistics.mean)
     if head_mean is not None and head_mean < thresholds.mean_floor - ON_THE_LINE:
         failures.append(f"mean test accuracy {head_mean:.2f}% is below the floor of {thresholds.mean_floor:.2f}%")
@@ -410,10 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--head", type=Path, required=True, help="folder holding the change's ONNX file of each seed")
-    add("--base", type=Path, help="folder holding the base's ONNX file of each seed (none: no base)")
+    add("--base", type=Path, help="folder holding the base's ONNX file of each seed, which must all be judged")
     add("--head-label", default="this change", help="name of the change in the summary")
     add("--base-label", default="the base", help="name of the base in the summary")
-    add("--no-base-reason", default="no model of a base was found", help="the summary's words with no base")
+    add("--no-base-reason", default="none was given", help="the summary's words on why there is no --base")
     add("--judge", default="this checkout", help="what the summary calls the checkout that judges")
     add_data_option(parser)
     add("--summary", type=Path, help="also append the markdown summary to this file")
@@ -425,20 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = verified_test_set(args.data_dir)
     head = Side(args.head_label, judge_side(args.head, images, labels))
     base = Side(args.base_label, judge_side(args.base, images, labels)) if args.base else None
-    no_base_reason = args.no_base_reason
-    if base is not None and not base.runs:
-        base = None
-    elif base is not None and any(run.problem for run in base.runs):
-        problem = next(run.problem for run in base.runs if run.problem)
-        no_base_reason = f"the base's models could not be scored ({problem})"
-        base = None
     verdict = judge(head, base, thresholds)
     commit = git_commit(ROOT) or "unknown (not a git checkout)"
     judge_line = (
         f"Judged by `tools/gate.py` and `gate.toml` of commit `{commit[:12]}` ({args.judge}): each shipped ONNX file "
         f"scored with onnxruntime on the {len(labels):,} MNIST test images."
     )
-    markdown = summary_markdown(head, base, verdict, thresholds, no_base_reason, judge_line)
+    markdown = summary_markdown(head, base, verdict, thresholds, args.no_base_reason, judge_line)
     print(markdown)
     for warning in verdict.warnings:
         print(f"::warning::{warning}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, recorded_views
+from mnist_cnn.checkpoint import load_checkpoint, newest_checkpoint, views_to_read
 from mnist_cnn.cli import add_views_option, positive_int, reports_errors
 from mnist_cnn.inference import with_views
 from serve import PREDICT_PATH, make_server
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     add_views_option(parser)
     args = parser.parse_args(argv)
     model, metadata = load_checkpoint(args.checkpoint or newest_checkpoint(), torch.device("cpu"))
-    figures = run_load(with_views(model, args.views or recorded_views(metadata)), args.requests, args.threads)
+    figures = run_load(with_views(model, views_to_read(args.views, metadata)), args.requests, args.threads)
     print(f"requests      {figures['ok']} of {figures['requests']} answered 200, from {figures['threads']} threads")
     print(f"throughput    {figures['per_second']:.0f} requests/s ({figures['seconds']:.1f} s)")
     print(

@@ -136,8 +136,8 @@ MUTANTS = [
         "loss claim unchecked",
         "gate thresholds",
         "tools/gate.py",
-        "elif claimed_loss is not None and abs(",
-        "elif False and abs(",
+        "elif abs(claimed_loss - run.loss) > thresholds.claim_loss_tolerance + ON_THE_LINE:",
+        "elif False:",
     ),
     Mutant(
         "seed floor on the mean",
