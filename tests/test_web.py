@@ -143,7 +143,8 @@ def test_a_visitor_draws_every_digit_and_the_page_reads_them_as_predict_does(
         for digit in range(10):
             for style in (0, 1):
                 strokes, (left, top, size) = pad_strokes(digit, style)
-                pagebench.draw(page, [[(left + x * size, top + y * size) for x, y in stroke] for stroke in strokes])
+                placed = [[(left + x * size, top + y * size) for x, y in stroke] for stroke in strokes]
+                pagebench.draw(page, placed, steps=1)  # the smoothed strokes have points enough
                 shown, probabilities, status = pagebench.settled_answer(page)
                 reference, expected = predict_py(pagebench.pad_png(page), trained.checkpoint_path, tmp_path, capsys)
                 difference = max(abs(a - b) for a, b in zip(probabilities, expected, strict=True))

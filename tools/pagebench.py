@@ -97,15 +97,15 @@ def open_page(context: object, origin: str, blocked: list[str]) -> object:
     return page
 
 
-def draw(page: object, strokes: list[Stroke]) -> None:
-    """Draw strokes (pad pixels) on the page's pad with the mouse."""
+def draw(page: object, strokes: list[Stroke], steps: int = 8) -> None:
+    """Draw strokes (pad pixels) on the page's pad with the mouse, moving in steps from each point to the next."""
     box = page.get_by_test_id("pad").bounding_box()
     scale = box["width"] / PAD_SIDE
     for stroke in strokes:
         page.mouse.move(box["x"] + stroke[0][0] * scale, box["y"] + stroke[0][1] * scale)
         page.mouse.down()
         for x, y in stroke[1:]:
-            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=8)
+            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=steps)
         page.mouse.up()
 
 
