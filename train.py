@@ -26,7 +26,7 @@ from mnist_cnn.data import add_data_option, load_training_and_scoring_sets
 from mnist_cnn.device import add_device_option, add_precision_option, autocast_dtype, keep_freed_memory, pick_device
 from mnist_cnn.files import check_writable_folder
 from mnist_cnn.hard_examples import draw_by_loss, hard_example_start
-from mnist_cnn.optim import make_scheduled_optimizers
+from mnist_cnn.optim import ScheduledOptimizers
 from mnist_cnn.recipe import Recipe, build_model, recipe_for
 from mnist_cnn.scoring import confusion_matrix, per_class_accuracy, score_views
 from mnist_cnn.step import Step, make_step
@@ -167,8 +167,8 @@ def fit(
     device = images.device
     model = build_model(recipe).to(device, memory_format=torch.channels_last).train()
     steps_per_epoch = math.ceil(len(images) / recipe.batch_size)
-    schedules = make_scheduled_optimizers(model, recipe, recipe.epochs * steps_per_epoch)
-    take_step = make_step(model, schedules, recipe, autocast_dtype(device, precision))
+    optimizers = ScheduledOptimizers(model, recipe, recipe.epochs * steps_per_epoch)
+    take_step = make_step(model, optimizers, recipe, autocast_dtype(device, precision))
     example_losses = torch.ones(len(images), device=device)
     train_seconds, loss_curve = 0.0, []
     for epoch in range(recipe.epochs):

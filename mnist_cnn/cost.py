@@ -12,7 +12,7 @@ import math
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mnist_cnn.optim import make_scheduled_optimizers
+from mnist_cnn.optim import ScheduledOptimizers
 from mnist_cnn.recipe import Recipe, build_model
 from mnist_cnn.step import eager_step
 from model import INPUT_SHAPE, NUM_CLASSES
@@ -23,8 +23,8 @@ SCHEDULE_STEPS = 10  # the schedule of the counted step: any will do, as its one
 def step_flops(recipe: Recipe) -> int:
     """Return the floating-point operations of one training step of recipe on a full batch, on the CPU in float32."""
     model = build_model(recipe).train()
-    schedules = make_scheduled_optimizers(model, recipe, total_steps=SCHEDULE_STEPS)
-    take_step = eager_step(model, schedules, recipe.label_smoothing, None)
+    optimizers = ScheduledOptimizers(model, recipe, total_steps=SCHEDULE_STEPS)
+    take_step = eager_step(model, optimizers, recipe.label_smoothing, None)
     images = torch.zeros(recipe.batch_size, *INPUT_SHAPE)
     labels = torch.arange(recipe.batch_size) % NUM_CLASSES
     with FlopCounterMode(display=False) as counter:

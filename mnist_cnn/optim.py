@@ -1,4 +1,13 @@
-"""The recipe's optimisers: Muon and its Newton-Schulz orthogonalisation, AdamW, the one-cycle schedules."""
+"""The recipe's optimisers, written without torch.optim: Muon with its Newton-Schulz step, AdamW, one-cycle schedules.
+
+torch.optim imports torch's compiler (torch._dynamo) the first time an optimiser is built or
+stepped, which takes about a second on two CPU cores: a sixth of a whole default `python train.py`.
+These few lines compute what torch.optim.AdamW and OneCycleLR compute (tests/test_optim.py holds
+them to it) and leave the compiler unloaded.
+"""
+
+import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -8,6 +17,11 @@ from model import MnistCNN
 
 NEWTON_SCHULZ_STEPS = 3
 NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+ADAMW_BETA2 = 0.999
+ADAMW_EPS = 1e-8
+# OneCycleLR's defaults: the rate starts at peak / 25 and ends at that / 10,000; beta1 cycles 0.95 -> 0.85 -> 0.95.
+START_DIVISOR, END_DIVISOR = 25.0, 1e4
+HIGH_BETA1, LOW_BETA1 = 0.95, 0.85
 
 
 def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> torch.Tensor:
@@ -26,7 +40,7 @@ def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> tor
     return x if wide else x.T
 
 
-class Muon(torch.optim.Optimizer):
+class Muon:
     """Muon for convolution filters followed by batch norm: Nesterov momentum, orthogonalised per layer.
 
     After Keller Jordan's Muon (https://kellerjordan.github.io/posts/muon/, https://github.com/KellerJordan/Muon):
@@ -37,52 +51,106 @@ class Muon(torch.optim.Optimizer):
     be a device tensor, which a captured CUDA graph reads at every replay.
     """
 
-    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float) -> None:
-        super().__init__(params, {"lr": lr, "momentum": momentum})
+    def __init__(self, weights: list[torch.Tensor], momentum: float) -> None:
+        self.weights, self.momentum = weights, momentum
+        self.buffers = [torch.zeros_like(weight) for weight in weights]
 
     @torch.no_grad()
-    def step(self) -> None:
-        """Update every filter bank that has a gradient by one Muon step."""
-        for group in self.param_groups:
-            for weight in group["params"]:
-                if weight.grad is None:
-                    continue
-                state = self.state[weight]
-                if not state:
-                    state["momentum_buffer"] = torch.zeros_like(weight.grad)
-                buffer = state["momentum_buffer"].mul_(group["momentum"]).add_(weight.grad)
-                direction = weight.grad.add(buffer, alpha=group["momentum"])
-                update = orthogonalize(direction.reshape(len(direction), -1)).view(weight.shape)
-                weight.mul_(len(weight) ** 0.5 / weight.norm())
-                if isinstance(group["lr"], torch.Tensor):
-                    weight.sub_(update * group["lr"])
-                else:
-                    weight.sub_(update, alpha=group["lr"])
+    def step(self, lr: float | torch.Tensor) -> None:
+        """Update every filter bank that has a gradient by one Muon step of learning rate lr."""
+        for weight, buffer in zip(self.weights, self.buffers, strict=True):
+            if weight.grad is None:
+                continue
+            buffer.mul_(self.momentum).add_(weight.grad)
+            direction = weight.grad.add(buffer, alpha=self.momentum)
+            update = orthogonalize(direction.reshape(len(direction), -1)).view(weight.shape)
+            weight.mul_(len(weight) ** 0.5 / weight.norm())
+            if isinstance(lr, torch.Tensor):
+                weight.sub_(update * lr)
+            else:
+                weight.sub_(update, alpha=lr)
 
 
-def make_scheduled_optimizers(
-    model: MnistCNN, recipe: Recipe, total_steps: int
-) -> list[torch.optim.lr_scheduler.OneCycleLR]:
-    """Build the recipe's optimisers and return each inside its one-cycle schedule over total_steps.
+class AdamW:
+    """AdamW as torch.optim.AdamW computes it: decoupled weight decay, bias-corrected moments, beta1 set per step."""
 
-    Muon trains the convolutions after the first, which batch norm follows; fused AdamW (weight
-    decay, cycled beta1) trains the first convolution, the batch norms and the classifier.
+    def __init__(self, params: list[torch.Tensor], weight_decay: float) -> None:
+        self.params, self.weight_decay, self.steps = params, weight_decay, 0
+        self.averages = [torch.zeros_like(param) for param in params]
+        self.squares = [torch.zeros_like(param) for param in params]
+
+    @torch.no_grad()
+    def step(self, lr: float, beta1: float) -> None:
+        """Update every parameter that has a gradient by one AdamW step of learning rate lr and first-moment beta1."""
+        self.steps += 1
+        step_size = lr / (1 - beta1**self.steps)
+        root_correction = math.sqrt(1 - ADAMW_BETA2**self.steps)
+        for param, average, square in zip(self.params, self.averages, self.squares, strict=True):
+            if param.grad is None:
+                continue
+            param.mul_(1 - lr * self.weight_decay)
+            average.lerp_(param.grad, 1 - beta1)
+            square.mul_(ADAMW_BETA2).addcmul_(param.grad, param.grad, value=1 - ADAMW_BETA2)
+            param.addcdiv_(average, (square.sqrt() / root_correction).add_(ADAMW_EPS), value=-step_size)
+
+
+@dataclass(frozen=True)
+class OneCycle:
+    """torch.optim.lr_scheduler.OneCycleLR's two-phase cosine schedule over total_steps, peaking at peak.
+
+    The rate rises from peak / 25 to peak over the first warmup_fraction of the steps, then falls to
+    peak / 250,000; beta1 falls from 0.95 to 0.85 as the rate rises, and rises back as it falls.
     """
-    muon_weights = [layer.weight for layer in model.modules() if isinstance(layer, nn.Conv2d)][1:]
-    adamw_weights = [p for p in model.parameters() if all(p is not weight for weight in muon_weights)]
-    muon = Muon(muon_weights, lr=recipe.muon_lr, momentum=recipe.muon_momentum)
-    adamw = torch.optim.AdamW(adamw_weights, lr=recipe.adamw_lr, weight_decay=recipe.weight_decay, fused=True)
-    warmup = recipe.warmup_fraction
-    return [
-        torch.optim.lr_scheduler.OneCycleLR(
-            muon, max_lr=recipe.muon_lr, total_steps=total_steps, pct_start=warmup, cycle_momentum=False
-        ),
-        torch.optim.lr_scheduler.OneCycleLR(adamw, max_lr=recipe.adamw_lr, total_steps=total_steps, pct_start=warmup),
-    ]
+
+    peak: float
+    total_steps: int
+    warmup_fraction: float
+
+    def phase(self, step: int) -> tuple[float, bool]:
+        """Return how much of step's phase lies ahead (cosine-eased: 1 at its start, 0 at its end); is it warm-up?"""
+        warmup_end = self.warmup_fraction * self.total_steps - 1
+        warming_up = step <= warmup_end
+        start, end = (0.0, warmup_end) if warming_up else (warmup_end, self.total_steps - 1)
+        done = (step - start) / (end - start) if end > start else 1.0
+        return (math.cos(math.pi * done) + 1) / 2, warming_up
+
+    def rate(self, step: int) -> float:
+        """Return the learning rate of step (0-based)."""
+        ahead, warming_up = self.phase(step)
+        start = self.peak / START_DIVISOR
+        begin, end = (start, self.peak) if warming_up else (self.peak, start / END_DIVISOR)
+        return end + (begin - end) * ahead
+
+    def beta1(self, step: int) -> float:
+        """Return AdamW's beta1 for step (0-based): high where the rate is low."""
+        ahead, warming_up = self.phase(step)
+        begin, end = (HIGH_BETA1, LOW_BETA1) if warming_up else (LOW_BETA1, HIGH_BETA1)
+        return end + (begin - end) * ahead
 
 
-def step_optimizers(schedules: list[torch.optim.lr_scheduler.LRScheduler]) -> None:
-    """Apply every schedule's optimiser to the gradients, then advance the schedule by one step."""
-    for schedule in schedules:
-        schedule.optimizer.step()
-        schedule.step()
+class ScheduledOptimizers:
+    """The recipe's optimisers on their one-cycle schedules, which warm up over warmup_fraction of total_steps.
+
+    Muon trains the convolutions after the first, which batch norm follows; AdamW (weight decay,
+    cycled beta1) trains the first convolution, the batch norms and the classifier.
+    """
+
+    def __init__(self, model: MnistCNN, recipe: Recipe, total_steps: int) -> None:
+        muon_weights = [layer.weight for layer in model.modules() if isinstance(layer, nn.Conv2d)][1:]
+        adamw_params = [p for p in model.parameters() if all(p is not weight for weight in muon_weights)]
+        self.muon = Muon(muon_weights, recipe.muon_momentum)
+        self.adamw = AdamW(adamw_params, recipe.weight_decay)
+        self.muon_schedule = OneCycle(recipe.muon_lr, total_steps, recipe.warmup_fraction)
+        self.adamw_schedule = OneCycle(recipe.adamw_lr, total_steps, recipe.warmup_fraction)
+        self.steps_taken = 0
+
+    def muon_rate(self) -> float:
+        """Return Muon's learning rate for the next step."""
+        return self.muon_schedule.rate(self.steps_taken)
+
+    def step(self, muon: bool = True) -> None:
+        """Take the next step of both optimisers (AdamW's alone when muon is False) at the schedules' rates."""
+        if muon:
+            self.muon.step(self.muon_rate())
+        self.adamw.step(self.adamw_schedule.rate(self.steps_taken), self.adamw_schedule.beta1(self.steps_taken))
+        self.steps_taken += 1

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_cnn.optim import Muon, step_optimizers
+from mnist_cnn.optim import ScheduledOptimizers
 from mnist_cnn.recipe import Recipe
 
 EAGER_STEPS_BEFORE_CAPTURE = 3
@@ -30,7 +30,7 @@ def forward_loss(
 
 def eager_step(
     model: nn.Module,
-    schedules: list[torch.optim.lr_scheduler.LRScheduler],
+    optimizers: ScheduledOptimizers,
     label_smoothing: float,
     amp_dtype: torch.dtype | None,
     free_gradients: bool = True,
@@ -41,7 +41,7 @@ def eager_step(
         logits, loss = forward_loss(model, inputs, targets, label_smoothing, amp_dtype)
         model.zero_grad(set_to_none=free_gradients)
         loss.backward()
-        step_optimizers(schedules)
+        optimizers.step()
         return logits, loss.detach()
 
     return step
@@ -52,34 +52,19 @@ class GraphedStep:
 
     The first EAGER_STEPS_BEFORE_CAPTURE full batches train eagerly on a side stream, as capture requires; then
     one full batch is captured and every later full batch is copied into the captured inputs and
-    replayed. AdamW (fused) and the schedules run eagerly after each replay; Muon reads its
-    learning rate from a device tensor that its schedule fills. A batch of another size (a last
-    partial batch) trains eagerly, keeping the captured gradients in place.
+    replayed. Before each replay Muon's learning rate is written into the device tensor that the
+    captured step reads; AdamW steps eagerly after it. A batch of another size (a last partial
+    batch) trains eagerly, keeping the captured gradients in place.
     """
 
     def __init__(
-        self,
-        model: nn.Module,
-        schedules: list[torch.optim.lr_scheduler.LRScheduler],
-        recipe: Recipe,
-        amp_dtype: torch.dtype | None,
+        self, model: nn.Module, optimizers: ScheduledOptimizers, recipe: Recipe, amp_dtype: torch.dtype | None
     ) -> None:
-        self.model, self.schedules, self.amp_dtype = model, schedules, amp_dtype
+        self.model, self.optimizers, self.amp_dtype = model, optimizers, amp_dtype
         self.batch_size, self.label_smoothing = recipe.batch_size, recipe.label_smoothing
-        self.muon = next(s.optimizer for s in schedules if isinstance(s.optimizer, Muon))
-        self.others = [s.optimizer for s in schedules if s.optimizer is not self.muon]
-        device = next(model.parameters()).device
-        self.muon_rates = [torch.tensor(float(group["lr"]), device=device) for group in self.muon.param_groups]
-        self.keep_muon_rates_on_device()
+        self.muon_rate = torch.zeros((), device=next(model.parameters()).device)
         self.warmed = 0
         self.graph: torch.cuda.CUDAGraph | None = None
-
-    def keep_muon_rates_on_device(self) -> None:
-        """Put Muon's learning rates into the device tensors that the captured step reads, whatever the schedule set."""
-        for group, rate in zip(self.muon.param_groups, self.muon_rates, strict=True):
-            if group["lr"] is not rate:
-                rate.fill_(float(group["lr"]))
-                group["lr"] = rate
 
     def capture(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
         """Record forward, backward and the Muon step on copies of inputs and targets, which replays reuse."""
@@ -91,14 +76,14 @@ class GraphedStep:
                 self.model, self.inputs, self.targets, self.label_smoothing, self.amp_dtype, cache=False
             )
             loss.backward()
-            self.muon.step()
+            self.optimizers.muon.step(self.muon_rate)
         self.logits, self.loss = logits, loss.detach()
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Train on one batch; return its logits and loss (for a replay, buffers that the next replay overwrites)."""
         if len(inputs) != self.batch_size:
             last_step = eager_step(
-                self.model, self.schedules, self.label_smoothing, self.amp_dtype, free_gradients=self.graph is None
+                self.model, self.optimizers, self.label_smoothing, self.amp_dtype, free_gradients=self.graph is None
             )
             return last_step(inputs, targets)
         if self.warmed < EAGER_STEPS_BEFORE_CAPTURE:
@@ -106,29 +91,21 @@ class GraphedStep:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                result = eager_step(self.model, self.schedules, self.label_smoothing, self.amp_dtype)(inputs, targets)
+                result = eager_step(self.model, self.optimizers, self.label_smoothing, self.amp_dtype)(inputs, targets)
             torch.cuda.current_stream().wait_stream(side)
             return result
         if self.graph is None:
             self.capture(inputs, targets)
         self.inputs.copy_(inputs)
         self.targets.copy_(targets)
+        self.muon_rate.fill_(self.optimizers.muon_rate())
         self.graph.replay()
-        for optimizer in self.others:
-            optimizer.step()
-        for schedule in self.schedules:
-            schedule.step()
-        self.keep_muon_rates_on_device()
+        self.optimizers.step(muon=False)
         return self.logits, self.loss
 
 
-def make_step(
-    model: nn.Module,
-    schedules: list[torch.optim.lr_scheduler.LRScheduler],
-    recipe: Recipe,
-    amp_dtype: torch.dtype | None,
-) -> Step:
+def make_step(model: nn.Module, optimizers: ScheduledOptimizers, recipe: Recipe, amp_dtype: torch.dtype | None) -> Step:
     """Return the recipe's training step for model's device: replayed as a CUDA graph on CUDA, eager elsewhere."""
     if next(model.parameters()).device.type == "cuda":
-        return GraphedStep(model, schedules, recipe, amp_dtype)
-    return eager_step(model, schedules, recipe.label_smoothing, amp_dtype)
+        return GraphedStep(model, optimizers, recipe, amp_dtype)
+    return eager_step(model, optimizers, recipe.label_smoothing, amp_dtype)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mnist_cnn import device
-from mnist_cnn.optim import make_scheduled_optimizers
+from mnist_cnn.optim import ScheduledOptimizers
 from mnist_cnn.recipe import Recipe
 from mnist_cnn.step import make_step
 from model import MnistCNN
@@ -94,7 +94,7 @@ def test_kept_memory_is_reused_with_few_page_faults() -> None:
     device.keep_freed_memory()
     model = MnistCNN().to(memory_format=torch.channels_last)
     recipe = Recipe(batch_size=128)
-    take_step = make_step(model, make_scheduled_optimizers(model, recipe, total_steps=20), recipe, None)
+    take_step = make_step(model, ScheduledOptimizers(model, recipe, total_steps=20), recipe, None)
     images = torch.randn(128, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     labels = torch.arange(128) % 10
     faults = []

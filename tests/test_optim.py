@@ -1,14 +1,19 @@
-"""mnist_cnn/optim.py: Muon's orthogonalisation and step, which optimiser trains what, and that the recipe learns."""
+"""mnist_cnn/optim.py: Muon's orthogonalisation and step, AdamW and schedules against torch.optim, who trains what."""
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from mnist_cnn.optim import Muon, make_scheduled_optimizers, orthogonalize
+from mnist_cnn.optim import AdamW, Muon, OneCycle, ScheduledOptimizers, orthogonalize
 from mnist_cnn.recipe import Recipe
 from model import MnistCNN
 
 MOMENTUM = Recipe().muon_momentum
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("shape", [(32, 144), (48, 288), (144, 32)])
@@ -35,7 +40,7 @@ def conv_with_grad(scale: float) -> nn.Conv2d:
 def test_muon_step_ignores_the_filters_scale() -> None:
     small, large = conv_with_grad(1.0), conv_with_grad(50.0)
     for conv in (small, large):
-        Muon([conv.weight], lr=0.1, momentum=MOMENTUM).step()
+        Muon([conv.weight], MOMENTUM).step(0.1)
     torch.testing.assert_close(small.weight, large.weight)
     assert small.weight.norm().item() == pytest.approx(16**0.5, rel=0.2)
 
@@ -43,7 +48,7 @@ def test_muon_step_ignores_the_filters_scale() -> None:
 def test_muon_step_moves_against_the_gradient() -> None:
     conv = conv_with_grad(1.0)
     before = conv.weight.detach().clone()
-    Muon([conv.weight], lr=0.1, momentum=MOMENTUM).step()
+    Muon([conv.weight], MOMENTUM).step(0.1)
     rescaled = before * 16**0.5 / before.norm()
     assert torch.sum((conv.weight - rescaled) * conv.weight.grad) < 0
 
@@ -52,32 +57,85 @@ def test_muon_skips_weights_without_gradient() -> None:
     conv = conv_with_grad(1.0)
     conv.weight.grad = None
     before = conv.weight.detach().clone()
-    Muon([conv.weight], lr=0.1, momentum=MOMENTUM).step()
+    Muon([conv.weight], MOMENTUM).step(0.1)
     torch.testing.assert_close(conv.weight, before)
 
 
 def test_recipe_trains_every_parameter_once_with_muon_on_later_convolutions() -> None:
     model = MnistCNN()
-    schedules = make_scheduled_optimizers(model, Recipe(), total_steps=10)
-    by_optimizer = {
-        type(schedule.optimizer).__name__: [p for group in schedule.optimizer.param_groups for p in group["params"]]
-        for schedule in schedules
-    }
+    optimizers = ScheduledOptimizers(model, Recipe(), total_steps=10)
     convolutions = [layer.weight for layer in model.modules() if isinstance(layer, nn.Conv2d)]
-    assert [id(p) for p in by_optimizer["Muon"]] == [id(p) for p in convolutions[1:]]
-    trained = by_optimizer["Muon"] + by_optimizer["AdamW"]
+    assert [id(p) for p in optimizers.muon.weights] == [id(p) for p in convolutions[1:]]
+    trained = optimizers.muon.weights + optimizers.adamw.params
     assert sorted(id(p) for p in trained) == sorted(id(p) for p in model.parameters())
 
 
 @pytest.mark.parametrize("warmup", [0.1, 0.5])
 def test_both_optimisers_warm_up_over_the_recipes_share_of_the_steps(warmup: float) -> None:
-    model = MnistCNN()
-    schedules = make_scheduled_optimizers(model, Recipe(warmup_fraction=warmup), total_steps=100)
-    rates: list[list[float]] = [[] for _ in schedules]
+    optimizers = ScheduledOptimizers(MnistCNN(), Recipe(warmup_fraction=warmup), total_steps=100)
+    rates: tuple[list[float], list[float]] = ([], [])
     for _ in range(100):
-        for schedule, seen in zip(schedules, rates, strict=True):
-            seen.append(schedule.get_last_lr()[0])
-            schedule.optimizer.step()  # no gradients: nothing moves, only the schedule advances
-            schedule.step()
+        rates[0].append(optimizers.muon_rate())
+        rates[1].append(optimizers.adamw_schedule.rate(optimizers.steps_taken))
+        optimizers.step()  # no gradients: nothing moves, only the schedules advance
     for seen in rates:
         assert seen.index(max(seen)) == round(warmup * 100) - 1  # the peak ends the warm-up, for Muon and AdamW alike
+
+
+@pytest.mark.parametrize(("total_steps", "warmup"), [(375, 0.25), (100, 0.1), (7, 0.5), (9, 0.3)])
+def test_one_cycle_gives_torchs_rates_and_momenta(total_steps: int, warmup: float) -> None:
+    parameter = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.AdamW([parameter], lr=0.035)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.035, total_steps=total_steps, pct_start=warmup)
+    ours = OneCycle(0.035, total_steps, warmup)
+    for step in range(total_steps):
+        group = optimizer.param_groups[0]
+        assert ours.rate(step) == pytest.approx(group["lr"], rel=1e-12, abs=1e-15)
+        assert ours.beta1(step) == pytest.approx(group["betas"][0], rel=1e-12)
+        optimizer.step()
+        schedule.step()
+
+
+def test_a_one_step_warm_up_starts_at_the_peak() -> None:
+    """Where torch's OneCycleLR divides by zero (warm-up of exactly one step), the warm-up is its last step."""
+    assert OneCycle(0.1, 10, 0.1).rate(0) == pytest.approx(0.1)
+    assert OneCycle(0.1, 10, 0.1).rate(1) < 0.1
+
+
+def test_adamw_steps_as_torchs_does() -> None:
+    generator = torch.Generator().manual_seed(0)
+    start = [torch.randn(shape, generator=generator) for shape in [(16, 1, 5, 5), (16,), (10, 432)]]
+    gradients = [[torch.randn(p.shape, generator=generator) for p in start] for _ in range(6)]
+    ours, theirs = [p.clone() for p in start], [p.clone().requires_grad_() for p in start]
+    adamw = AdamW(ours, weight_decay=0.01)
+    reference = torch.optim.AdamW(theirs, lr=0.0, weight_decay=0.01)
+    for step, step_gradients in enumerate(gradients):
+        lr, beta1 = 0.01 * (step + 1), 0.95 - 0.02 * step  # both change every step, as the schedule makes them
+        for mine, torchs, gradient in zip(ours, theirs, step_gradients, strict=True):
+            mine.grad, torchs.grad = gradient.clone(), gradient.clone()
+        reference.param_groups[0].update(lr=lr, betas=(beta1, 0.999))
+        adamw.step(lr, beta1)
+        reference.step()
+    for mine, torchs in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(mine, torchs.detach(), rtol=1e-6, atol=1e-7)
+    before = ours[0].clone()
+    ours[0].grad = None
+    adamw.step(0.01, 0.9)
+    torch.testing.assert_close(ours[0], before)  # a parameter without a gradient stays put
+
+
+def test_training_leaves_torchs_compiler_unloaded() -> None:
+    """torch.optim imports torch._dynamo, about a second of every run; the recipe's optimisers must not."""
+    code = (
+        "import sys, torch\n"
+        "from mnist_cnn.optim import ScheduledOptimizers\n"
+        "from mnist_cnn.recipe import Recipe\n"
+        "from mnist_cnn.step import make_step\n"
+        "from model import MnistCNN\n"
+        "model = MnistCNN()\n"
+        "step = make_step(model, ScheduledOptimizers(model, Recipe(), 2), Recipe(), None)\n"
+        "step(torch.randn(4, 1, 28, 28), torch.arange(4))\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip() == "False"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mnist_cnn.optim import Muon, make_scheduled_optimizers
+from mnist_cnn.optim import Muon, ScheduledOptimizers
 from mnist_cnn.recipe import Recipe
 from mnist_cnn.step import GraphedStep, eager_step, make_step
 from model import MnistCNN
@@ -27,8 +27,8 @@ def trained(device: torch.device, graphed: bool, steps: int = 12) -> MnistCNN:
     """Return a seeded model trained for steps batches with the graphed or the eager step."""
     torch.manual_seed(0)
     model = MnistCNN().to(device)
-    schedules = make_scheduled_optimizers(model, RECIPE, total_steps=steps)
-    step = GraphedStep(model, schedules, RECIPE, None) if graphed else eager_step(model, schedules, 0.1, None)
+    optimizers = ScheduledOptimizers(model, RECIPE, total_steps=steps)
+    step = GraphedStep(model, optimizers, RECIPE, None) if graphed else eager_step(model, optimizers, 0.1, None)
     for inputs, targets in batches(device, steps):
         step(inputs, targets)
     return model
@@ -37,9 +37,9 @@ def trained(device: torch.device, graphed: bool, steps: int = 12) -> MnistCNN:
 def test_eager_step_lowers_the_loss() -> None:
     torch.manual_seed(0)
     model = MnistCNN()
-    schedules = make_scheduled_optimizers(model, RECIPE, total_steps=30)
+    optimizers = ScheduledOptimizers(model, RECIPE, total_steps=30)
     inputs, targets = batches(torch.device("cpu"), 1)[0]
-    step = make_step(model, schedules, RECIPE, None)
+    step = make_step(model, optimizers, RECIPE, None)
     losses = [step(inputs, targets)[1].item() for _ in range(30)]
     assert losses[-1] < 0.5 * losses[0]
 
@@ -48,7 +48,7 @@ def test_muon_takes_its_learning_rate_from_a_tensor_alike() -> None:
     weights = [torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(seed)) for seed in (0, 0)]
     for weight, rate in zip(weights, (0.1, torch.tensor(0.1)), strict=True):
         weight.grad = torch.ones_like(weight)
-        Muon([weight], lr=rate, momentum=RECIPE.muon_momentum).step()
+        Muon([weight], RECIPE.muon_momentum).step(rate)
     torch.testing.assert_close(weights[0], weights[1])
 
 

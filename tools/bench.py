@@ -32,7 +32,7 @@ from mnist_cnn.device import (
     pick_device,
 )
 from mnist_cnn.files import check_writable_folder, strict_json, write_file
-from mnist_cnn.optim import make_scheduled_optimizers
+from mnist_cnn.optim import ScheduledOptimizers
 from mnist_cnn.recipe import Recipe, build_model, recipe_for
 from mnist_cnn.scoring import corruption_accuracies, score_views
 from mnist_cnn.step import eager_step
@@ -59,7 +59,7 @@ def conventional_epoch_seconds(data_dir: str, train_images: int, device: torch.d
     loader = DataLoader(dataset, batch_size=CONVENTIONAL_BATCH_SIZE, shuffle=True, generator=generator)
     torch.manual_seed(recipe.seed)
     model = build_model(recipe).to(device).train()
-    take_step = eager_step(model, make_scheduled_optimizers(model, recipe, len(loader)), recipe.label_smoothing, None)
+    take_step = eager_step(model, ScheduledOptimizers(model, recipe, len(loader)), recipe.label_smoothing, None)
     start = time.perf_counter()
     for inputs, targets in loader:
         _, loss = take_step(inputs.to(device), targets.to(device))
