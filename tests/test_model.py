@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from model import PARAMETER_BUDGET, MnistCNN, count_parameters
+from model import PARAMETER_BUDGET, MnistCNN, PerImageStandardize, count_parameters
 from tools.gate import read_thresholds
 
 
@@ -63,3 +63,11 @@ def test_narrower_channels_mean_fewer_parameters() -> None:
     narrow = MnistCNN(channels=(8, 16, 24))
     assert count_parameters(narrow) < count_parameters(MnistCNN()) / 3
     assert narrow(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_standardisation_gives_each_image_the_mean_and_deviation_of_torchs_formula() -> None:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(6, 1, 28, 28, generator=generator) * torch.arange(1, 7).view(6, 1, 1, 1) + 3
+    layer = PerImageStandardize()
+    expected = (images - images.mean((1, 2, 3), keepdim=True)) / (images.std((1, 2, 3), keepdim=True) + layer.eps)
+    torch.testing.assert_close(layer(images), expected)
