@@ -4,7 +4,7 @@ With --validation N it holds out the last N training images, trains on the rest,
 never reads the test files: the split on which recipes are compared. The file reads top to bottom: the
 command line and its recipe, one epoch, a whole run (fit), training with scoring and saving, main. The
 data set lives on the device as one tensor; batches are index slices. From the middle of a run images
-are drawn by their last loss (mnist_cnn/hard_examples.py), so a one-epoch run skips some images.
+are drawn by their relative loss (mnist_cnn/hard_examples.py), so a one-epoch run skips some images.
 """
 
 import argparse
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from mnist_cnn import cli
@@ -25,7 +24,7 @@ from mnist_cnn.checkpoint import MODELS_DIR, run_metadata, save_run
 from mnist_cnn.data import add_data_option, load_training_and_scoring_sets
 from mnist_cnn.device import add_device_option, add_precision_option, autocast_dtype, keep_freed_memory, pick_device
 from mnist_cnn.files import check_writable_folder
-from mnist_cnn.hard_examples import draw_by_loss, hard_example_start
+from mnist_cnn.hard_examples import draw_by_loss, hard_example_start, hardness
 from mnist_cnn.optim import ScheduledOptimizers
 from mnist_cnn.recipe import Recipe, build_model, recipe_for
 from mnist_cnn.scoring import confusion_matrix, per_class_accuracy, score_views
@@ -81,9 +80,9 @@ def train_epoch(
     """Take ceil(len(images) / batch size) steps; return the mean loss, the accuracy in % and the loss curve.
 
     The images come shuffled, from step hard_from on (None: never) drawn by example_losses, where each
-    image's loss (no label smoothing) is written when it is trained on. The curve is the mean loss of
-    each of CURVE_POINTS parts of the epoch; the sums stay on the device and are read, and checked for
-    divergence, only at each part's end, so no other step waits for the device.
+    image's loss (relative to its batch's, as the recipe says) is written when it is trained on. The
+    curve is the mean loss of each of CURVE_POINTS parts of the epoch; the sums stay on the device and
+    are read, and checked for divergence, only at each part's end, so no other step waits for the device.
     """
     count, device, batch_size = len(images), images.device, recipe.batch_size
     if hard_from == 0:
@@ -107,7 +106,7 @@ def train_epoch(
         logits, loss = take_step(inputs, targets)
         loss_sum += loss * len(batch)
         correct += (logits.argmax(1) == targets).sum()
-        example_losses[batch] = F.cross_entropy(logits.detach().float(), targets, reduction="none")
+        example_losses[batch] = hardness(logits, targets, recipe.relative_losses)
         if step + 1 in part_ends:
             if not torch.isfinite(loss_sum):
                 where = f"by step {step + 1} of {steps} in {description}"

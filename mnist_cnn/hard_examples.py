@@ -1,15 +1,19 @@
-"""The recipe's hard examples: from the middle of a run, images are drawn with replacement by their last loss.
+"""The recipe's hard examples: from the middle of a run, images are drawn with replacement by their relative loss.
 
 What a run trains on: until the middle of the run (a one-epoch run: its middle step; a longer run:
 the first epoch that starts at or after the middle) each epoch is a shuffled pass over every
 training image. From there the images are drawn with replacement, half of the chance by each
-image's last loss, so images the model still gets wrong come round more often and some others not
-at all. A run of two epochs or more trains on every image in its first epoch; a default one-epoch
-run never trains on about 16,500 of the 60,000 images (27.5% for seeds 0 and 1), which validation
-preferred to a plain shuffled epoch (docs/experiments.md).
+image's relative loss: its loss when last trained on over its batch's mean loss then (1.0, the
+average, for an image not yet trained on). So images the model still gets wrong come round more
+often, and some others not at all. Relative, because early in a run every loss is high: ranked by
+raw losses (recipe.relative_losses false), a one-epoch run redrew its first batches and its unseen
+images more than its hard ones, and scored less on validation (docs/experiments.md). A run of two
+epochs or more trains on every image in its first epoch; a default one-epoch run never trains on
+about a quarter of the 60,000 images.
 """
 
 import torch
+import torch.nn.functional as F
 
 from mnist_cnn.recipe import Recipe
 
@@ -25,9 +29,17 @@ def hard_example_start(recipe: Recipe, epoch: int, steps: int) -> int | None:
     return 0 if epoch >= recipe.epochs * recipe.hard_examples_from else None
 
 
+def hardness(logits: torch.Tensor, targets: torch.Tensor, relative: bool = True) -> torch.Tensor:
+    """Return each image's cross-entropy (no label smoothing), over the batch's mean where relative (the recipe's
+    relative_losses): how hard it is beside the rest of its batch.
+    """
+    losses = F.cross_entropy(logits.detach().float(), targets, reduction="none")
+    return losses / losses.mean().clamp_min(1e-12) if relative else losses
+
+
 def draw_by_loss(example_losses: torch.Tensor, count: int, share: float, generator: torch.Generator) -> torch.Tensor:
     """Return count image indices drawn with replacement, on the CPU: share of the chance in proportion to
-    example_losses (each image's loss when last trained on), the rest evenly.
+    example_losses (each image's relative loss when last trained on), the rest evenly.
     """
     losses = example_losses.float().cpu()
     weights = (1 - share) / len(losses) + share * losses / losses.sum().clamp_min(1e-12)

@@ -72,9 +72,10 @@ class Recipe:
     batch norms, the classifier). Both follow one-cycle schedules that warm up over warmup_fraction
     of the steps. From hard_examples_from (a share of the run, see train.hard_example_start) the
     images are drawn with replacement: hard_example_share of the chance in proportion to each
-    image's last loss, the rest evenly. test_time_views is how many views of each image inference
-    averages by default: 1, or 5 (the image and its four one-pixel shifts). width scales the
-    model's channels (16, 32 and 48 at 1.0).
+    image's loss over its batch's mean loss when last trained on (relative_losses; false: the loss
+    itself), the rest evenly (mnist_cnn/hard_examples.py). test_time_views is how many views of
+    each image inference averages by default: 1, or 5 (the image and its four one-pixel shifts).
+    width scales the model's channels (16, 32 and 48 at 1.0).
     """
 
     epochs: int = 1
@@ -91,6 +92,7 @@ class Recipe:
     augmentation: Augmentation = field(default=WHOLE_BATCH_SHIFT)
     hard_example_share: float = 0.5
     hard_examples_from: float = 0.5
+    relative_losses: bool = True
     test_time_views: int = 5
 
     def __post_init__(self) -> None:
@@ -115,7 +117,8 @@ class Recipe:
             f"Muon lr {self.muon_lr:g} (momentum {self.muon_momentum:g}), weight decay {self.weight_decay:g}, "
             f"warm-up {self.warmup_fraction:g}, label smoothing {self.label_smoothing:g}\n"
             f"        first layer {first_layer}, channels {self.channels}; augmentation: {distortions or 'none'}; "
-            f"hard examples from {self.hard_examples_from:g} of the run at share {self.hard_example_share:g}; "
+            f"hard examples from {self.hard_examples_from:g} of the run at share {self.hard_example_share:g} "
+            f"by {'relative' if self.relative_losses else 'raw'} loss; "
             f"{self.test_time_views} test-time view(s)"
         )
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mnist_cnn.hard_examples import draw_by_loss, hard_example_start
+from mnist_cnn.hard_examples import draw_by_loss, hard_example_start, hardness
 from mnist_cnn.recipe import recipe_for
 
 
@@ -33,3 +33,15 @@ def test_starting_at_the_end_of_the_run_shuffles_every_epoch() -> None:
     recipe = recipe_for(10, hard_examples_from=1.0)
     assert all(hard_example_start(recipe, epoch, 100) is None for epoch in range(10))
     assert hard_example_start(recipe_for(1, hard_examples_from=1.0), 0, 100) == 100  # past the epoch's last step
+
+
+def test_relative_losses_rank_images_within_their_batch() -> None:
+    targets = torch.tensor([0, 1, 2, 3])
+    logits = torch.eye(10)[targets] * 6
+    logits[3] = 0  # one image the model cannot tell
+    for scale in (1.0, 1 / 6):  # a trained model, and an unsure one (the start of a run) that ranks the images alike
+        losses = hardness(logits * scale, targets)
+        assert losses.mean().item() == pytest.approx(1.0)
+        assert losses.argmax().item() == 3 and losses[0] < 1 < losses[3]
+    raw = hardness(logits / 6, targets, relative=False)
+    torch.testing.assert_close(raw, torch.nn.functional.cross_entropy(logits / 6, targets, reduction="none"))

@@ -78,6 +78,7 @@ CHANGED_SETTINGS = {
     "width": 0.5,
     "hard_example_share": 0.0,
     "hard_examples_from": 0.25,
+    "relative_losses": False,
     **{f"augmentation.{name}": value for name, value in asdict(EVERY_DISTORTION).items()},
 }
 

@@ -39,7 +39,11 @@ MUTANTS = [
     Mutant("wider model", "model", "model.py", "CHANNELS = (16, 32, 48)", "CHANNELS = (16, 48, 64)"),
     Mutant("budget raised with it", "model", "model.py", "PARAMETER_BUDGET = 25_000", "PARAMETER_BUDGET = 60_000"),
     Mutant(
-        "no standardising eps", "model", "model.py", "return (images - mean) / (std + self.eps)", "return images - mean"
+        "standardisation without the deviation",
+        "model",
+        "model.py",
+        "return centred / (variance.sqrt() + self.eps)",
+        "return centred",
     ),
     Mutant(
         "validation inside the training images",
@@ -314,6 +318,13 @@ MUTANTS = [
         "train.py",
         "drawn = draw_by_loss(example_losses, count - done, recipe.hard_example_share, generator)",
         "drawn = draw_by_loss(example_losses, count - done, 0.5, generator)",
+    ),
+    Mutant(
+        "hard examples ranked by their raw loss",
+        "recipe settings",
+        "mnist_cnn/hard_examples.py",
+        "return losses / losses.mean().clamp_min(1e-12)",
+        "return losses",
     ),
     Mutant(
         "test-time views ignored",
