@@ -2,8 +2,8 @@
 
 torch.optim imports torch's compiler (torch._dynamo) the first time an optimiser is built or
 stepped, which takes about a second on two CPU cores: a sixth of a whole default `python train.py`.
-These few lines compute what torch.optim.AdamW and OneCycleLR compute (tests/test_optim.py holds
-them to it) and leave the compiler unloaded.
+These few lines compute what torch.optim.AdamW (fused) and OneCycleLR compute, AdamW by torch's own
+fused kernel (tests/test_optim.py holds both to torch.optim), and leave the compiler unloaded.
 """
 
 import math
@@ -72,26 +72,41 @@ class Muon:
 
 
 class AdamW:
-    """AdamW as torch.optim.AdamW computes it: decoupled weight decay, bias-corrected moments, beta1 set per step."""
+    """AdamW as torch.optim.AdamW(fused=True) computes it, by the same fused kernel: one call a step on every device.
+
+    Decoupled weight decay and bias-corrected moments; beta1 is given at each step, as the schedule
+    cycles it.
+    """
 
     def __init__(self, params: list[torch.Tensor], weight_decay: float) -> None:
-        self.params, self.weight_decay, self.steps = params, weight_decay, 0
+        self.params, self.weight_decay = params, weight_decay
         self.averages = [torch.zeros_like(param) for param in params]
         self.squares = [torch.zeros_like(param) for param in params]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=param.device) for param in params]
 
     @torch.no_grad()
     def step(self, lr: float, beta1: float) -> None:
         """Update every parameter that has a gradient by one AdamW step of learning rate lr and first-moment beta1."""
-        self.steps += 1
-        step_size = lr / (1 - beta1**self.steps)
-        root_correction = math.sqrt(1 - ADAMW_BETA2**self.steps)
-        for param, average, square in zip(self.params, self.averages, self.squares, strict=True):
-            if param.grad is None:
-                continue
-            param.mul_(1 - lr * self.weight_decay)
-            average.lerp_(param.grad, 1 - beta1)
-            square.mul_(ADAMW_BETA2).addcmul_(param.grad, param.grad, value=1 - ADAMW_BETA2)
-            param.addcdiv_(average, (square.sqrt() / root_correction).add_(ADAMW_EPS), value=-step_size)
+        chosen = [index for index, param in enumerate(self.params) if param.grad is not None]
+        if not chosen:
+            return
+        params, steps = [self.params[i] for i in chosen], [self.steps[i] for i in chosen]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adamw_(
+            params,
+            [param.grad for param in params],
+            [self.averages[i] for i in chosen],
+            [self.squares[i] for i in chosen],
+            [],
+            steps,
+            amsgrad=False,
+            lr=lr,
+            beta1=beta1,
+            beta2=ADAMW_BETA2,
+            weight_decay=self.weight_decay,
+            eps=ADAMW_EPS,
+            maximize=False,
+        )
 
 
 @dataclass(frozen=True)

@@ -299,11 +299,11 @@ MUTANTS = [
         "OneCycle(recipe.muon_lr, total_steps, 0.25)",
     ),
     Mutant(
-        "AdamW's bias correction dropped",
+        "AdamW's steps not counted",
         "recipe settings",
         "mnist_cnn/optim.py",
-        "step_size = lr / (1 - beta1**self.steps)",
-        "step_size = lr",
+        "torch._foreach_add_(steps, 1)",
+        "steps = [step.fill_(1) for step in steps]",
     ),
     Mutant(
         "AdamW's beta1 held still",
