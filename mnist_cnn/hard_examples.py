@@ -6,8 +6,8 @@ training image. From there the images are drawn with replacement, half of the ch
 image's relative loss: its loss when last trained on over its batch's mean loss then (1.0, the
 average, for an image not yet trained on). So images the model still gets wrong come round more
 often, and some others not at all. Relative, because early in a run every loss is high: ranked by
-raw losses (recipe.relative_losses false), a one-epoch run redrew its first batches and its unseen
-images more than its hard ones, and scored less on validation (docs/experiments.md). A run of two
+raw losses (recipe.relative_losses false), a loss from the first batches outranks a hard image
+seen later, and a one-epoch run scored less on validation (docs/experiments.md). A run of two
 epochs or more trains on every image in its first epoch; a default one-epoch run never trains on
 about a quarter of the 60,000 images.
 """
@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from mnist_cnn.recipe import Recipe
+
+TINY_SUM = 1e-12  # keeps a division by a sum of losses finite when every loss is zero
 
 
 def hard_example_start(recipe: Recipe, epoch: int, steps: int) -> int | None:
@@ -30,11 +32,13 @@ def hard_example_start(recipe: Recipe, epoch: int, steps: int) -> int | None:
 
 
 def hardness(logits: torch.Tensor, targets: torch.Tensor, relative: bool = True) -> torch.Tensor:
-    """Return each image's cross-entropy (no label smoothing), over the batch's mean where relative (the recipe's
-    relative_losses): how hard it is beside the rest of its batch.
+    """Return each image's cross-entropy (no label smoothing), over its batch's mean where relative.
+
+    The recipe's relative_losses says which: relative, each loss says how hard the image is beside the
+    rest of its batch, whenever in the run it was trained on.
     """
     losses = F.cross_entropy(logits.detach().float(), targets, reduction="none")
-    return losses / losses.mean().clamp_min(1e-12) if relative else losses
+    return losses / losses.mean().clamp_min(TINY_SUM) if relative else losses
 
 
 def draw_by_loss(example_losses: torch.Tensor, count: int, share: float, generator: torch.Generator) -> torch.Tensor:
@@ -42,5 +46,5 @@ def draw_by_loss(example_losses: torch.Tensor, count: int, share: float, generat
     example_losses (each image's relative loss when last trained on), the rest evenly.
     """
     losses = example_losses.float().cpu()
-    weights = (1 - share) / len(losses) + share * losses / losses.sum().clamp_min(1e-12)
+    weights = (1 - share) / len(losses) + share * losses / losses.sum().clamp_min(TINY_SUM)
     return torch.multinomial(weights, count, replacement=True, generator=generator)

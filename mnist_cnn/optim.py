@@ -75,7 +75,7 @@ class AdamW:
     """AdamW as torch.optim.AdamW(fused=True) computes it, by the same fused kernel: one call a step on every device.
 
     Decoupled weight decay and bias-corrected moments; beta1 is given at each step, as the schedule
-    cycles it.
+    cycles it. The parameters share one device and dtype (the model's), which the one call needs.
     """
 
     def __init__(self, params: list[torch.Tensor], weight_decay: float) -> None:
@@ -121,8 +121,15 @@ class OneCycle:
     total_steps: int
     warmup_fraction: float
 
+    def __post_init__(self) -> None:
+        """Raise ValueError for a schedule of no steps."""
+        if self.total_steps < 1:
+            raise ValueError(f"a schedule needs at least one step, got total_steps={self.total_steps}")
+
     def phase(self, step: int) -> tuple[float, bool]:
         """Return how much of step's phase lies ahead (cosine-eased: 1 at its start, 0 at its end); is it warm-up?"""
+        if not 0 <= step < self.total_steps:
+            raise ValueError(f"step {step} is outside the schedule's {self.total_steps} steps")
         warmup_end = self.warmup_fraction * self.total_steps - 1
         warming_up = step <= warmup_end
         start, end = (0.0, warmup_end) if warming_up else (warmup_end, self.total_steps - 1)
@@ -147,7 +154,8 @@ class ScheduledOptimizers:
     """The recipe's optimisers on their one-cycle schedules, which warm up over warmup_fraction of total_steps.
 
     Muon trains the convolutions after the first, which batch norm follows; AdamW (weight decay,
-    cycled beta1) trains the first convolution, the batch norms and the classifier.
+    cycled beta1) trains the first convolution, the batch norms and the classifier. Their state is
+    made here, beside the parameters: build them after the model has moved to its device.
     """
 
     def __init__(self, model: MnistCNN, recipe: Recipe, total_steps: int) -> None:

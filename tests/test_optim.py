@@ -113,28 +113,54 @@ def test_adamw_steps_as_torchs_does() -> None:
         lr, beta1 = 0.01 * (step + 1), 0.95 - 0.02 * step  # both change every step, as the schedule makes them
         for mine, torchs, gradient in zip(ours, theirs, step_gradients, strict=True):
             mine.grad, torchs.grad = gradient.clone(), gradient.clone()
+        if step == 2:  # a step without the first parameter's gradient: it stays put, its count does not advance
+            ours[0].grad = theirs[0].grad = None
+            before = ours[0].clone()
         reference.param_groups[0].update(lr=lr, betas=(beta1, 0.999))
         adamw.step(lr, beta1)
         reference.step()
+        if step == 2:
+            torch.testing.assert_close(ours[0], before, rtol=0, atol=0)
     for mine, torchs in zip(ours, theirs, strict=True):
         torch.testing.assert_close(mine, torchs.detach(), rtol=0, atol=0)
-    before = ours[0].clone()
-    ours[0].grad = None
-    adamw.step(0.01, 0.9)
-    torch.testing.assert_close(ours[0], before)  # a parameter without a gradient stays put
+
+
+def test_the_scheduled_optimisers_step_as_torchs_adamw_and_one_cycle_do() -> None:
+    """What AdamW receives from the schedule at each step: torch's fused AdamW inside OneCycleLR, step for step."""
+    torch.manual_seed(0)
+    ours, theirs = MnistCNN(), MnistCNN()
+    theirs.load_state_dict(ours.state_dict())
+    recipe, steps = Recipe(), 12
+    optimizers = ScheduledOptimizers(ours, recipe, total_steps=steps)
+    names = [name for name, p in ours.named_parameters() if any(p is q for q in optimizers.adamw.params)]
+    trained_by_adamw = [dict(theirs.named_parameters())[name] for name in names]
+    reference = torch.optim.AdamW(trained_by_adamw, lr=recipe.adamw_lr, weight_decay=recipe.weight_decay, fused=True)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        reference, max_lr=recipe.adamw_lr, total_steps=steps, pct_start=recipe.warmup_fraction
+    )
+    assert len(trained_by_adamw) == len(optimizers.adamw.params)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        for mine, torchs in zip(optimizers.adamw.params, trained_by_adamw, strict=True):
+            mine.grad = torch.randn(mine.shape, generator=generator)
+            torchs.grad = mine.grad.clone()
+        optimizers.step()  # Muon's filters have no gradient: it skips them
+        reference.step()
+        schedule.step()
+    for mine, torchs in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True):
+        torch.testing.assert_close(mine, torchs, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="outside the schedule"):
+        optimizers.step()  # one step past the schedule's end
 
 
 def test_training_leaves_torchs_compiler_unloaded() -> None:
-    """torch.optim imports torch._dynamo, about a second of every run; the recipe's optimisers must not."""
+    """torch.optim imports torch._dynamo, about a second of every run; a whole run of train.fit must not."""
     code = (
         "import sys, torch\n"
-        "from mnist_cnn.optim import ScheduledOptimizers\n"
+        "import train\n"
         "from mnist_cnn.recipe import Recipe\n"
-        "from mnist_cnn.step import make_step\n"
-        "from model import MnistCNN\n"
-        "model = MnistCNN()\n"
-        "step = make_step(model, ScheduledOptimizers(model, Recipe(), 2), Recipe(), None)\n"
-        "step(torch.randn(4, 1, 28, 28), torch.arange(4))\n"
+        "images, labels = torch.randn(64, 1, 28, 28), torch.arange(64) % 10\n"
+        "train.fit(Recipe(batch_size=16), images.contiguous(memory_format=torch.channels_last), labels)\n"
         "print('torch._dynamo' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -24,13 +24,14 @@ def batches(device: torch.device, count: int, size: int = 32) -> list[tuple[torc
 
 
 def trained(device: torch.device, graphed: bool, steps: int = 12) -> MnistCNN:
-    """Return a seeded model trained for steps batches with the graphed or the eager step."""
+    """Return a seeded model trained with the graphed or the eager step: steps full batches, then a partial one."""
     torch.manual_seed(0)
     model = MnistCNN().to(device)
-    optimizers = ScheduledOptimizers(model, RECIPE, total_steps=steps)
+    optimizers = ScheduledOptimizers(model, RECIPE, total_steps=steps + 1)
     step = GraphedStep(model, optimizers, RECIPE, None) if graphed else eager_step(model, optimizers, 0.1, None)
-    for inputs, targets in batches(device, steps):
+    for inputs, targets in batches(device, steps) + batches(device, 1, size=7):
         step(inputs, targets)
+    assert optimizers.steps_taken == steps + 1  # the schedules advanced once a step, replayed or not
     return model
 
 

@@ -323,7 +323,7 @@ MUTANTS = [
         "hard examples ranked by their raw loss",
         "recipe settings",
         "mnist_cnn/hard_examples.py",
-        "return losses / losses.mean().clamp_min(1e-12)",
+        "return losses / losses.mean().clamp_min(TINY_SUM) if relative else losses",
         "return losses",
     ),
     Mutant(
