@@ -51,6 +51,7 @@ GRACE_SECONDS = 60  # ... a trial without one for this long is failed and queued
 MAX_RETRIES = 3  # ... at most this many times
 DATABASE_ATTEMPTS = 5
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+ON_THE_TARGET = 1e-9  # a mean accuracy this close to --target reaches it (99.19 and 99.21 average to 99.19999...)
 CPU = torch.device("cpu")  # trials train on the CPU, each worker on its share of the cores
 
 
@@ -361,7 +362,9 @@ def picked(study: optuna.Study, search: argparse.Namespace) -> optuna.trial.Froz
     if not search.cost:
         return study.best_trial
     front = sorted(study.best_trials, key=lambda trial: (trial.values[1], -trial.values[0]))
-    reaching = [trial for trial in front if search.target is not None and trial.values[0] >= search.target]
+    reaching = []
+    if search.target is not None:
+        reaching = [trial for trial in front if trial.values[0] >= search.target - ON_THE_TARGET]
     return reaching[0] if reaching else max(front, key=lambda trial: (trial.values[0], -trial.values[1]))
 
 

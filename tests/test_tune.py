@@ -108,6 +108,13 @@ def test_the_confirmed_point_is_the_cheapest_of_the_front_that_reaches_the_targe
     assert tune.picked(study, search).number == picked
 
 
+def test_a_mean_that_rounds_to_the_target_reaches_it() -> None:
+    """Seeds at 99.19% and 99.21% average to 99.19999999999999 in floating point: that is 99.2%."""
+    study = costly_study([(99.35, 6e11), ((99.19 + 99.21) / 2, 3e11)])
+    assert tune.picked(study, argparse.Namespace(cost="flops", target=99.2)).number == 1
+    assert tune.picked(study, argparse.Namespace(cost="flops", target=99.2001)).number == 0
+
+
 def quick_search(tmp_path: Path, data_dir: str, *extra: str) -> argparse.Namespace:
     """Return the parsed options of a quick study in tmp_path."""
     return tune.parse_args(
