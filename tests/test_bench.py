@@ -6,13 +6,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import BAD_LABELS_MESSAGE, run_script
 from tools import bench
 
 ROWS = [
     "Parameters",
-    "Test accuracy with 5 views, mean ± std over 2 seeds",
+    "Test accuracy with 5 views, mean ± std over seeds 0 to 1",
     "Test accuracy with one view, mean (min / max)",
     "Test accuracy, min / max",
     "Corruption suite (14 corruptions), mean accuracy",
@@ -55,6 +56,7 @@ NAN = float("nan")
 FIGURES = {
     "quick": True,
     "seeds": 1,
+    "first_seed": 0,
     "train_images": 10,
     "eval_images": 10,
     "split": "test",
@@ -123,3 +125,20 @@ def test_peak_memory_is_left_out_where_resource_is_missing(monkeypatch: pytest.M
     assert "| Peak resident memory of the benchmark | n/a (this platform does not report it) |" in bench.markdown_table(
         figures
     )
+
+
+class FirstFit(Exception):
+    """Raised by a stand-in for train.fit once it has seen its recipe."""
+
+
+def test_first_seed_picks_the_seeds_trained(monkeypatch: pytest.MonkeyPatch, data_dir: str) -> None:
+    seen = []
+
+    def first_fit(recipe: object, *args: object, **kwargs: object) -> None:
+        seen.append(recipe.seed)
+        raise FirstFit
+
+    monkeypatch.setattr(bench.train, "fit", first_fit)
+    with pytest.raises(FirstFit):
+        bench.run_benchmark(2, True, data_dir, torch.device("cpu"), first_seed=10)
+    assert seen == [10]

@@ -89,10 +89,11 @@ def run_benchmark(
     validation: int | None = None,
     overrides: dict | None = None,
     precision: str = "auto",
+    first_seed: int = 0,
 ) -> dict:
-    """Train recipe_for(epochs, **overrides) once per seed, score it (one view and the recipe's views) on the test
-    set or the validation split and under the corruption suite, time it and the conventional path (one epoch);
-    return every figure.
+    """Train recipe_for(epochs, **overrides) once per seed, seeds first_seed onwards; score it (one view and the
+    recipe's views) on the test set or the validation split and under the corruption suite, time it and the
+    conventional path (one epoch); return every figure.
     """
     overrides = overrides or {}
     split, (train_images, train_labels), (eval_images, eval_labels) = load_training_and_scoring_sets(
@@ -103,7 +104,7 @@ def run_benchmark(
         eval_images, eval_labels = eval_images[:QUICK_TEST_IMAGES], eval_labels[:QUICK_TEST_IMAGES]
     accuracies, one_view, train_seconds, eval_seconds, corruptions = [], [], [], [], []
     amp_dtype = autocast_dtype(device, precision)
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         recipe = recipe_for(epochs, **{**overrides, "seed": seed})
         report = functools.partial(print, file=sys.stderr)
         fitted = train.fit(recipe, train_images, train_labels, on_epoch=report, precision=precision)
@@ -129,6 +130,7 @@ def run_benchmark(
     return {
         "quick": quick,
         "seeds": seeds,
+        "first_seed": first_seed,
         "epochs": epochs,
         "recipe": asdict(recipe_for(epochs, **overrides)),
         "split": split,
@@ -166,11 +168,11 @@ def run_benchmark(
 
 def markdown_table(figures: dict) -> str:
     """Return the figures as a two-column markdown table."""
-    seeds, split = figures["seeds"], figures["split"].capitalize()
+    seeds, first, split = figures["seeds"], figures["first_seed"], figures["split"].capitalize()
     rows = [
         ("Parameters", f"{figures['parameters']:,}"),
         (
-            f"{split} accuracy with {figures['views']} views, mean ± std over {seeds} seeds",
+            f"{split} accuracy with {figures['views']} views, mean ± std over seeds {first} to {first + seeds - 1}",
             f"{figures['accuracy_mean']:.2f}% ± {figures['accuracy_std']:.2f}",
         ),
         (f"{split} accuracy, min / max", f"{figures['accuracy_min']:.2f}% / {figures['accuracy_max']:.2f}%"),
@@ -212,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run bench.py with argv; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=positive_int, help="seeds to train (default: 5, or 2 with --quick)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed; the others follow (default: 0)")
     parser.add_argument("--quick", action="store_true", help="a reduced run of seconds on a slice of the data")
     parser.add_argument(
         "--epochs", type=positive_int, default=1, help="epochs per run, with the recipe for them (default: 1)"
@@ -230,7 +233,15 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     overrides = dict(args.overrides)
     figures = run_benchmark(
-        seeds, args.quick, args.data_dir, device, args.epochs, args.validation, overrides, args.precision
+        seeds,
+        args.quick,
+        args.data_dir,
+        device,
+        args.epochs,
+        args.validation,
+        overrides,
+        args.precision,
+        args.first_seed,
     )
     print(markdown_table(figures))
     if args.json:
