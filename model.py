@@ -7,7 +7,7 @@ IMAGE_SIDE = 28
 INPUT_SHAPE = (1, IMAGE_SIDE, IMAGE_SIDE)
 NUM_CLASSES = 10
 PARAMETER_BUDGET = 25_000
-CHANNELS = (16, 32, 48)
+CHANNELS = (16, 16, 64)
 
 
 def check_input_shape(images: torch.Tensor) -> None:

@@ -213,7 +213,7 @@ def run_metadata(metrics: dict, recipe: Recipe, config: dict, model: MnistCNN) -
     """
     return {
         "metrics": metrics,
-        "recipe": asdict(recipe),
+        "recipe": asdict(recipe) | {"channels": list(recipe.channels)},  # a list, as the JSON beside it holds it
         "config": config,
         "architecture": {"full_resolution": model.full_resolution, "channels": list(model.channels)},
         "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads()},

@@ -8,7 +8,7 @@ from mnist_cnn import cost
 from mnist_cnn.recipe import recipe_for
 
 # Multiply-adds of one image's forward pass through the default network, from its shapes (model.py).
-FORWARD_MACS = 14 * 14 * 16 * 5 * 5 + 14 * 14 * 32 * 16 * 9 + 7 * 7 * 48 * 32 * 9 + 48 * 9 * 10
+FORWARD_MACS = 14 * 14 * 16 * 5 * 5 + 14 * 14 * 16 * 16 * 9 + 7 * 7 * 64 * 16 * 9 + 64 * 9 * 10
 FIRST_LAYER_MACS = 14 * 14 * 16 * 5 * 5  # its input needs no gradient
 SMALL_BATCH = replace(recipe_for(1), batch_size=16)  # the same work an image, counted quickly
 

@@ -22,17 +22,18 @@ def test_runs_of_three_epochs_or_more_get_the_long_settings(epochs: int, full_re
     assert recipe.epochs == epochs
     assert recipe.full_resolution is full_resolution
     assert recipe.augmentation == (EVERY_DISTORTION if full_resolution else WHOLE_BATCH_SHIFT)
+    assert recipe.model_channels == ((16, 32, 48) if full_resolution else (16, 16, 64))
 
 
 def test_lengths_differ_only_in_the_fields_of_the_length_table() -> None:
     short, long = asdict(recipe_for(1)), asdict(recipe_for(10))
     differing = {name for name in short if short[name] != long[name]}
-    assert differing == {"epochs", "full_resolution", "augmentation"}
+    assert differing == {"epochs", "full_resolution", "channels", "augmentation"}
 
 
 def test_overrides_replace_fields_and_unknown_ones_are_refused() -> None:
     assert recipe_for(10, seed=3, batch_size=64) == Recipe(
-        epochs=10, seed=3, batch_size=64, full_resolution=True, augmentation=EVERY_DISTORTION
+        epochs=10, seed=3, batch_size=64, full_resolution=True, channels=(16, 32, 48), augmentation=EVERY_DISTORTION
     )
     with pytest.raises(TypeError):
         recipe_for(1, learning_rate=0.1)
@@ -48,7 +49,19 @@ def test_the_description_names_every_setting() -> None:
 
 @pytest.mark.parametrize(("width", "channels"), [(1.0, (16, 32, 48)), (0.5, (8, 16, 24)), (0.25, (4, 8, 12))])
 def test_width_scales_the_channels(width: float, channels: tuple[int, int, int]) -> None:
-    assert Recipe(width=width).channels == channels
+    assert Recipe(width=width, channels=(16, 32, 48)).model_channels == channels
+    assert recipe_for(1, width=0.5).model_channels == (8, 8, 32)
+
+
+@pytest.mark.parametrize("channels", [(16, 16), (16, 16, 64, 8), (16, 16.5, 64)])
+def test_channels_must_be_three_whole_counts(channels: tuple) -> None:
+    with pytest.raises(ValueError, match="channels must be three counts >= 1"):
+        Recipe(channels=channels)
+
+
+def test_channels_come_from_the_length_of_the_run_not_the_command_line() -> None:
+    with pytest.raises(ValueError, match="expected FIELD=VALUE with FIELD one of"):
+        parse_override("channels=16")
 
 
 def test_every_searched_field_is_a_recipe_field_inside_its_range() -> None:
@@ -99,6 +112,7 @@ LINES = [
     ("label_smoothing", 0.999, 1.0),
     ("width", 1e-3, 0.0),
     ("width", 4.0, 4.001),
+    ("channels", (1, 1, 1), (1, 0, 1)),
     ("hard_example_share", 0.0, -1e-9),
     ("hard_example_share", 1.0, 1.001),
     ("hard_examples_from", 0.0, -1e-9),

@@ -125,9 +125,9 @@ def quick_search(tmp_path: Path, data_dir: str, *extra: str) -> argparse.Namespa
 def test_a_recipe_over_the_parameter_budget_is_pruned_before_training(tmp_path: Path, data_dir: str) -> None:
     search = quick_search(tmp_path, data_dir, "--fields", "width", "--max-parameters", "6000")
     trial = optuna.trial.FixedTrial({"width": 1.0})
-    with pytest.raises(optuna.TrialPruned, match=r"over the parameter budget \(23,338\)"):
+    with pytest.raises(optuna.TrialPruned, match=r"over the parameter budget \(17,866\)"):
         tune.objective(trial, search, data=None, worker="w")
-    assert trial.user_attrs["outcome"] == "over the parameter budget (23,338)"
+    assert trial.user_attrs["outcome"] == "over the parameter budget (17,866)"
 
 
 def test_a_diverging_recipe_is_pruned_with_its_seed(tmp_path: Path, data_dir: str) -> None:
@@ -136,7 +136,7 @@ def test_a_diverging_recipe_is_pruned_with_its_seed(tmp_path: Path, data_dir: st
     trial = optuna.trial.FixedTrial({"adamw_lr": 1e9, "muon_lr": 1e9})
     with pytest.raises(optuna.TrialPruned, match=r"diverged \(seed 0\)"):
         tune.objective(trial, search, data, worker="w")
-    assert trial.user_attrs["parameters"] == 23_338
+    assert trial.user_attrs["parameters"] == 17_866
 
 
 def test_a_trial_of_a_worker_whose_lock_is_free_is_failed_and_queued_again(tmp_path: Path) -> None:

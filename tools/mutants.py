@@ -36,7 +36,7 @@ class Mutant:
 
 
 MUTANTS = [
-    Mutant("wider model", "model", "model.py", "CHANNELS = (16, 32, 48)", "CHANNELS = (16, 48, 64)"),
+    Mutant("wider model", "model", "model.py", "CHANNELS = (16, 16, 64)", "CHANNELS = (16, 48, 64)"),
     Mutant("budget raised with it", "model", "model.py", "PARAMETER_BUDGET = 25_000", "PARAMETER_BUDGET = 60_000"),
     Mutant(
         "standardisation without the deviation",
@@ -338,8 +338,8 @@ MUTANTS = [
         "long settings from two epochs",
         "recipe length table",
         "mnist_cnn/recipe.py",
-        "    (3, True, EVERY_DISTORTION),",
-        "    (2, True, EVERY_DISTORTION),",
+        "    (3, True, FULL_RESOLUTION_CHANNELS, EVERY_DISTORTION),",
+        "    (2, True, FULL_RESOLUTION_CHANNELS, EVERY_DISTORTION),",
     ),
     Mutant(
         "hard examples one epoch late",
