@@ -7,6 +7,7 @@ import pytest
 
 from mnist_cnn.recipe import (
     EVERY_DISTORTION,
+    LENGTH_TABLE,
     SEARCH_SPACE,
     VALID_SETTINGS,
     WHOLE_BATCH_SHIFT,
@@ -23,17 +24,28 @@ def test_runs_of_three_epochs_or_more_get_the_long_settings(epochs: int, full_re
     assert recipe.full_resolution is full_resolution
     assert recipe.augmentation == (EVERY_DISTORTION if full_resolution else WHOLE_BATCH_SHIFT)
     assert recipe.model_channels == ((16, 32, 48) if full_resolution else (16, 16, 64))
+    assert recipe.batch_size == (160 if full_resolution else 192)
+    assert (recipe.adamw_lr, recipe.muon_lr) == ((0.035, 0.1) if full_resolution else (0.04, 0.11))
 
 
 def test_lengths_differ_only_in_the_fields_of_the_length_table() -> None:
     short, long = asdict(recipe_for(1)), asdict(recipe_for(10))
     differing = {name for name in short if short[name] != long[name]}
-    assert differing == {"epochs", "full_resolution", "channels", "augmentation"}
+    assert differing == {"epochs", *LENGTH_TABLE[-1][1]}
+    long_fields = {"full_resolution", "channels", "batch_size", "adamw_lr", "muon_lr", "augmentation"}
+    assert set(LENGTH_TABLE[-1][1]) == long_fields
 
 
 def test_overrides_replace_fields_and_unknown_ones_are_refused() -> None:
     assert recipe_for(10, seed=3, batch_size=64) == Recipe(
-        epochs=10, seed=3, batch_size=64, full_resolution=True, channels=(16, 32, 48), augmentation=EVERY_DISTORTION
+        epochs=10,
+        seed=3,
+        batch_size=64,
+        adamw_lr=0.035,
+        muon_lr=0.1,
+        full_resolution=True,
+        channels=(16, 32, 48),
+        augmentation=EVERY_DISTORTION,
     )
     with pytest.raises(TypeError):
         recipe_for(1, learning_rate=0.1)

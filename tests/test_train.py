@@ -273,7 +273,7 @@ def test_divergence_stops_with_one_line_and_no_checkpoint(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
     assert re.fullmatch(
-        r"error: training diverged: the loss is (nan|inf) by step \d+ of 375 in epoch 1/1; "
+        r"error: training diverged: the loss is (nan|inf) by step \d+ of 313 in epoch 1/1; "
         r"try a lower --lr",
         lines[0],
     )
