@@ -26,7 +26,7 @@ from mnist_cnn.device import add_device_option, add_precision_option, autocast_d
 from mnist_cnn.files import check_writable_folder
 from mnist_cnn.hard_examples import draw_by_loss, hard_example_start, hardness
 from mnist_cnn.optim import ScheduledOptimizers
-from mnist_cnn.recipe import Recipe, build_model, recipe_for
+from mnist_cnn.recipe import LENGTH_TABLE, Recipe, build_model, recipe_for
 from mnist_cnn.scoring import confusion_matrix, per_class_accuracy, score_views
 from mnist_cnn.step import Step, make_step
 from model import MnistCNN
@@ -40,14 +40,19 @@ class DivergenceError(cli.RunFailed):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line of train.py; recipe options left unset keep the recipe's value for the epochs."""
-    recipe = recipe_for(1)
+    long_from = LENGTH_TABLE[-1][0]
+    short, long = recipe_for(1), recipe_for(long_from)
+
+    def by_length(name: str) -> str:
+        return f"(default: {getattr(short, name)}; from {long_from} epochs {getattr(long, name)})"
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--epochs", type=cli.positive_int, default=1, help="passes over the training set (default: 1)")
-    add("--seed", type=int, help=f"seed for initialisation and shuffling (default: {recipe.seed})")
-    add("--batch-size", type=cli.positive_int, help=f"batch size (default: {recipe.batch_size})")
-    add("--adamw-lr", "--lr", type=cli.positive_float, help=f"AdamW's peak learning rate (default: {recipe.adamw_lr})")
-    add("--muon-lr", type=cli.positive_float, help=f"Muon's peak learning rate (default: {recipe.muon_lr})")
+    add("--seed", type=int, help=f"seed for initialisation and shuffling (default: {short.seed})")
+    add("--batch-size", type=cli.positive_int, help=f"batch size {by_length('batch_size')}")
+    add("--adamw-lr", "--lr", type=cli.positive_float, help=f"AdamW's peak learning rate {by_length('adamw_lr')}")
+    add("--muon-lr", type=cli.positive_float, help=f"Muon's peak learning rate {by_length('muon_lr')}")
     cli.add_recipe_override_option(parser)
     cli.add_validation_option(parser)
     add_data_option(parser)

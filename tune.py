@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import filelock
@@ -63,9 +63,10 @@ class TuneError(cli.BadInput):
 
 
 def signature(search: argparse.Namespace) -> dict:
-    """Return what makes two runs of the command the same study."""
+    """Return what makes two runs of the command the same study: its options and the recipe it starts from."""
     keys = ("seeds", "epochs", "space", "max_parameters", "validation", "train_images", "cost")
-    return json.loads(json.dumps({key: getattr(search, key) for key in keys}))
+    made = {key: getattr(search, key) for key in keys} | {"base": asdict(default_recipe(search))}
+    return json.loads(json.dumps(made))
 
 
 def default_recipe(search: argparse.Namespace) -> Recipe:

@@ -25,6 +25,7 @@ from model import MnistCNN, count_parameters
 
 CHECKPOINT_PREFIX = "mnist_cnn_"
 MODELS_DIR = Path("models")
+CHANNELS_BEFORE_RECORDED = (16, 32, 48)  # the channels of every model before checkpoints recorded them
 
 
 class CheckpointError(BadInput):
@@ -125,13 +126,13 @@ def recorded_architecture(checkpoint: dict) -> dict | None:
     """Return the MnistCNN arguments a checkpoint records, or None when it records none.
 
     This code stores them under "architecture"; checkpoints written before it kept the same
-    choice as config["full_resolution"].
+    choice as config["full_resolution"]. Those that record no channels have CHANNELS_BEFORE_RECORDED.
     """
     if isinstance(checkpoint.get("architecture"), dict):
-        return checkpoint["architecture"]
+        return {"channels": CHANNELS_BEFORE_RECORDED, **checkpoint["architecture"]}
     config = checkpoint.get("config")
     if isinstance(config, dict) and isinstance(config.get("full_resolution"), bool):
-        return {"full_resolution": config["full_resolution"]}
+        return {"full_resolution": config["full_resolution"], "channels": CHANNELS_BEFORE_RECORDED}
     return None
 
 

@@ -6,8 +6,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from mnist_cnn.inference import VIEW_CHOICES
 from model import CHANNELS, MnistCNN
 
-FULL_RESOLUTION_CHANNELS = (16, 32, 48)  # the channels of runs of three epochs or more
-
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -51,8 +49,9 @@ def finite_between(low: float, high: float, low_open: bool = False, high_open: b
 
 
 def is_three_counts(value: tuple) -> bool:
-    """Return whether value holds three whole numbers of at least 1, as the model's channels must be."""
-    return len(value) == 3 and all(isinstance(count, int) and count >= 1 for count in value)
+    """Return whether value is a tuple of three whole numbers of at least 1, as the model's channels must be."""
+    is_counts = isinstance(value, tuple) and len(value) == 3
+    return is_counts and all(type(count) is int and count >= 1 for count in value)
 
 
 VALID_SETTINGS = {
@@ -145,7 +144,7 @@ LENGTH_TABLE = (
         3,
         {
             "full_resolution": True,
-            "channels": FULL_RESOLUTION_CHANNELS,
+            "channels": (16, 32, 48),
             "batch_size": 160,
             "adamw_lr": 0.035,
             "muon_lr": 0.1,
@@ -186,10 +185,15 @@ def recipe_for(epochs: int, **overrides: object) -> Recipe:
 def parse_override(text: str) -> tuple[str, object]:
     """Return (field, value) from 'field=value' for a number or true/false field of Recipe; raise ValueError.
 
-    channels and augmentation are set by the length of the run (LENGTH_TABLE), not from the command line.
+    epochs has its own option; channels and augmentation come with the length of the run (LENGTH_TABLE).
     """
     name, _, value = text.partition("=")
+    if name == "epochs":
+        raise ValueError("the number of epochs is set with --epochs, which also picks the recipe for that length")
+    if name in ("channels", "augmentation"):
+        raise ValueError(f"{name} comes with --epochs (LENGTH_TABLE in mnist_cnn/recipe.py); --set width=W scales")
     kinds = {item.name: type(item.default) for item in fields(Recipe) if isinstance(item.default, (bool, int, float))}
+    kinds.pop("epochs")
     if name not in kinds or not value:
         raise ValueError(f"expected FIELD=VALUE with FIELD one of {', '.join(kinds)}, got {text!r}")
     if kinds[name] is bool:

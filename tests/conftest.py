@@ -156,7 +156,8 @@ def bad_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     """
     folder = tmp_path_factory.mktemp("bad-checkpoints")
     good = folder / "good.pt"
-    torch.save({"model_state_dict": MnistCNN().state_dict(), "architecture": {"full_resolution": False}}, good)
+    architecture = {"full_resolution": False, "channels": list(MnistCNN().channels)}
+    torch.save({"model_state_dict": MnistCNN().state_dict(), "architecture": architecture}, good)
     data = good.read_bytes()
     (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
     foreign = {"features.0.weight": torch.zeros(8, 1, 3, 3)}

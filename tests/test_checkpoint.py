@@ -19,25 +19,32 @@ from model import MnistCNN
 def test_loads_a_good_checkpoint(bad_checkpoints: dict[str, Path]) -> None:
     model, metadata = load_checkpoint(bad_checkpoints["missing"].parent / "good.pt", torch.device("cpu"))
     assert isinstance(model, MnistCNN) and not model.training
-    assert metadata == {"architecture": {"full_resolution": False}}
+    assert metadata == {"architecture": {"full_resolution": False, "channels": list(MnistCNN().channels)}}
 
 
-def saved_model(folder: Path, full_resolution: bool, older_format: bool) -> tuple[Path, MnistCNN]:
-    """Save a fresh model the way this code does (architecture) or the way it did before (config); return both."""
-    model = MnistCNN(full_resolution).eval()
+def saved_model(folder: Path, full_resolution: bool, layout: str) -> tuple[Path, MnistCNN]:
+    """Save a fresh model as this code does (architecture with channels), as it did before channels were recorded
+    (architecture alone: the channels were (16, 32, 48)) or before the recipe (config); return the file and model.
+    """
+    channels = (8, 16, 24) if layout == "this-format" else (16, 32, 48)
+    model = MnistCNN(full_resolution, channels).eval()
     recorded = {"full_resolution": full_resolution}
-    where = {"config": {"seed": 0, **recorded}} if older_format else {"architecture": recorded}
-    path = folder / f"model-{full_resolution}-{older_format}.pt"
+    where = {
+        "this-format": {"architecture": {**recorded, "channels": list(channels)}},
+        "before-channels": {"architecture": recorded},
+        "before-the-recipe": {"config": {"seed": 0, **recorded}},
+    }[layout]
+    path = folder / f"model-{full_resolution}-{layout}.pt"
     torch.save({"model_state_dict": model.state_dict(), **where}, path)
     return path, model
 
 
-@pytest.mark.parametrize("older_format", [False, True], ids=["this-format", "before-the-recipe"])
+@pytest.mark.parametrize("layout", ["this-format", "before-channels", "before-the-recipe"])
 @pytest.mark.parametrize("full_resolution", [False, True])
-def test_loading_builds_the_recorded_architecture(full_resolution: bool, older_format: bool, tmp_path: Path) -> None:
-    path, saved = saved_model(tmp_path, full_resolution, older_format)
+def test_loading_builds_the_recorded_architecture(full_resolution: bool, layout: str, tmp_path: Path) -> None:
+    path, saved = saved_model(tmp_path, full_resolution, layout)
     model, _ = load_checkpoint(path, torch.device("cpu"))
-    assert model.full_resolution == full_resolution
+    assert model.full_resolution == full_resolution and model.channels == saved.channels
     images = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(model(images), saved(images))
@@ -45,7 +52,7 @@ def test_loading_builds_the_recorded_architecture(full_resolution: bool, older_f
 
 @pytest.mark.parametrize("full_resolution", [False, True])
 def test_readme_loading_snippet_loads_either_architecture(full_resolution: bool, tmp_path: Path) -> None:
-    path, saved = saved_model(tmp_path, full_resolution, older_format=False)
+    path, saved = saved_model(tmp_path, full_resolution, "this-format")
     snippet = readme_python_block("load_checkpoint")
     quoted = re.search(r'"(models/mnist_cnn_[^"]+\.pt)"', snippet).group(1)
     namespace = {}

@@ -266,12 +266,12 @@ def test_a_wider_model_that_reports_a_small_count_fails_on_what_it_stores(
     head = ship(tmp_path / "head", shipped_run, 1)
     path = next(head.rglob("*.onnx"))
     model = onnx.load(path)
-    just_over = 25_000 - stored_numbers(model)  # the stored count reaches the budget exactly: one too many
+    just_over = THRESHOLDS.parameter_budget - stored_numbers(model)  # the count reaches the budget: one too many
     model.graph.initializer.append(numpy_helper.from_array(np.zeros(just_over, np.float32), "unused_capacity"))
     path.write_bytes(model.SerializeToString())
     report_path = path.with_suffix(".json")
     report = json.loads(report_path.read_text())
-    report["num_parameters"] = 20_000
+    report["num_parameters"] = 10_000
     report_path.write_text(json.dumps(report))
     status, out = run_gate(head, capsys=capsys)
     assert status == 1

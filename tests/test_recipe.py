@@ -62,18 +62,26 @@ def test_the_description_names_every_setting() -> None:
 @pytest.mark.parametrize(("width", "channels"), [(1.0, (16, 32, 48)), (0.5, (8, 16, 24)), (0.25, (4, 8, 12))])
 def test_width_scales_the_channels(width: float, channels: tuple[int, int, int]) -> None:
     assert Recipe(width=width, channels=(16, 32, 48)).model_channels == channels
+
+
+def test_width_scales_the_channels_of_the_length_table() -> None:
     assert recipe_for(1, width=0.5).model_channels == (8, 8, 32)
 
 
-@pytest.mark.parametrize("channels", [(16, 16), (16, 16, 64, 8), (16, 16.5, 64)])
-def test_channels_must_be_three_whole_counts(channels: tuple) -> None:
+@pytest.mark.parametrize("channels", [(16, 16), (16, 16, 64, 8), (16, 16.5, 64), [16, 16, 64], (True, True, True), 16])
+def test_channels_must_be_a_tuple_of_three_whole_counts(channels: object) -> None:
     with pytest.raises(ValueError, match="channels must be three counts >= 1"):
         Recipe(channels=channels)
 
 
-def test_channels_come_from_the_length_of_the_run_not_the_command_line() -> None:
-    with pytest.raises(ValueError, match="expected FIELD=VALUE with FIELD one of"):
-        parse_override("channels=16")
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("channels=16", "channels comes with --epochs"), ("augmentation=none", "augmentation comes with --epochs"),
+     ("epochs=3", "the number of epochs is set with --epochs")],
+)  # fmt: skip
+def test_what_the_length_sets_is_refused_on_the_command_line_with_the_reason(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_override(text)
 
 
 def test_every_searched_field_is_a_recipe_field_inside_its_range() -> None:

@@ -13,7 +13,7 @@ import train
 from conftest import BAD_LABELS_MESSAGE, checkout_commit, link_or_copy, offline_env, run_script
 from mnist_cnn.data import MNIST_FILES, DataError, load_mnist
 from mnist_cnn.optim import ScheduledOptimizers
-from mnist_cnn.recipe import EVERY_DISTORTION, WHOLE_BATCH_SHIFT, Recipe, recipe_for
+from mnist_cnn.recipe import EVERY_DISTORTION, WHOLE_BATCH_SHIFT, Recipe, build_model, recipe_for
 from mnist_cnn.step import make_step
 from model import MnistCNN
 
@@ -134,7 +134,7 @@ def epoch_on_256_images(data_dir: str, losses: torch.Tensor, hard_from: int | No
     """Train a fresh full-resolution model for one epoch of 256 test images in batches of 64, recording losses."""
     images, labels = load_mnist(data_dir, train=False, device=torch.device("cpu"))
     recipe = recipe_for(3, batch_size=64, adamw_lr=0.01, muon_lr=0.05)
-    model = MnistCNN(recipe.full_resolution, recipe.channels).to(memory_format=torch.channels_last)
+    model = build_model(recipe).to(memory_format=torch.channels_last)
     take_step = make_step(model, ScheduledOptimizers(model, recipe, 20), recipe, None)
     generator = torch.Generator().manual_seed(0)
     train.train_epoch(take_step, images[:256], labels[:256], recipe, generator, losses, hard_from, "test", False)

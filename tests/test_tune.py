@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import filelock
@@ -254,6 +255,17 @@ def test_a_study_made_with_another_search_is_refused_unchanged(
     error = capsys.readouterr().err
     assert error.startswith("error: study quick exists in") and error.count("\n") == 1
     assert Path(first.storage).read_bytes() == before
+
+
+def test_a_study_begun_from_another_default_recipe_is_refused(
+    tmp_path: Path, data_dir: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = quick_search(tmp_path, data_dir, "--fields", "adamw_lr")
+    tune.open_study(tune.open_storage(first.storage), first)
+    earlier_default = tune.default_recipe(first)
+    monkeypatch.setattr(tune, "default_recipe", lambda search: replace(earlier_default, batch_size=160))
+    assert tune.main(tune_args(first.storage, tmp_path / "report", "--fields", "adamw_lr", "--data-dir", data_dir)) == 2
+    assert "with another search" in capsys.readouterr().err
 
 
 def test_training_evaluation_and_prediction_do_not_import_optuna_or_a_database_driver() -> None:
