@@ -1,10 +1,9 @@
 """Train MnistCNN on MNIST with one recipe, score it on the 10,000 test images and save a timestamped checkpoint.
 
-With --validation N it holds out the last N training images, trains on the rest, scores on those and
-never reads the test files: the split on which recipes are compared. The file reads top to bottom: the
-command line and its recipe, one epoch, a whole run (fit), training with scoring and saving, main. The
-data set lives on the device as one tensor; batches are index slices. From the middle of a run images
-are drawn by their relative loss (mnist_cnn/hard_examples.py), so a one-epoch run skips some images.
+With --validation N it trains on all but the last N training images and scores on those (the split
+that compares recipes), never reading the test files. Top to bottom: the command line, one epoch, a
+whole run (fit), training with scoring and saving, main. The data set is one tensor on the device;
+batches are index slices, drawn by relative loss from mid-run (mnist_cnn/hard_examples.py).
 """
 
 import argparse
@@ -24,9 +23,9 @@ from mnist_cnn.checkpoint import MODELS_DIR, run_metadata, save_run
 from mnist_cnn.data import add_data_option, load_training_and_scoring_sets
 from mnist_cnn.device import add_device_option, add_precision_option, autocast_dtype, keep_freed_memory, pick_device
 from mnist_cnn.files import check_writable_folder
-from mnist_cnn.hard_examples import draw_by_loss, hard_example_start, hardness
+from mnist_cnn.hard_examples import epoch_order, hard_example_start, hardness, redraw_after
 from mnist_cnn.optim import ScheduledOptimizers
-from mnist_cnn.recipe import LENGTH_TABLE, Recipe, build_model, recipe_for
+from mnist_cnn.recipe import Recipe, build_model, default_help, recipe_for
 from mnist_cnn.scoring import confusion_matrix, per_class_accuracy, score_views
 from mnist_cnn.step import Step, make_step
 from model import MnistCNN
@@ -40,19 +39,13 @@ class DivergenceError(cli.RunFailed):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line of train.py; recipe options left unset keep the recipe's value for the epochs."""
-    long_from = LENGTH_TABLE[-1][0]
-    short, long = recipe_for(1), recipe_for(long_from)
-
-    def by_length(name: str) -> str:
-        return f"(default: {getattr(short, name)}; from {long_from} epochs {getattr(long, name)})"
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--epochs", type=cli.positive_int, default=1, help="passes over the training set (default: 1)")
-    add("--seed", type=int, help=f"seed for initialisation and shuffling (default: {short.seed})")
-    add("--batch-size", type=cli.positive_int, help=f"batch size {by_length('batch_size')}")
-    add("--adamw-lr", "--lr", type=cli.positive_float, help=f"AdamW's peak learning rate {by_length('adamw_lr')}")
-    add("--muon-lr", type=cli.positive_float, help=f"Muon's peak learning rate {by_length('muon_lr')}")
+    add("--seed", type=int, help=f"seed for initialisation and shuffling (default: {recipe_for(1).seed})")
+    add("--batch-size", type=cli.positive_int, help=f"batch size {default_help('batch_size')}")
+    add("--adamw-lr", "--lr", type=cli.positive_float, help=f"AdamW's peak learning rate {default_help('adamw_lr')}")
+    add("--muon-lr", type=cli.positive_float, help=f"Muon's peak learning rate {default_help('muon_lr')}")
     cli.add_recipe_override_option(parser)
     cli.add_validation_option(parser)
     add_data_option(parser)
@@ -90,11 +83,7 @@ def train_epoch(
     are read, and checked for divergence, only at each part's end, so no other step waits for the device.
     """
     count, device, batch_size = len(images), images.device, recipe.batch_size
-    if hard_from == 0:
-        order = draw_by_loss(example_losses, count, recipe.hard_example_share, generator)
-    else:
-        order = torch.randperm(count, generator=generator)
-    order = order.to(device)
+    order = epoch_order(example_losses, hard_from == 0, recipe.hard_example_share, generator).to(device)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     steps = math.ceil(count / batch_size)
@@ -103,9 +92,7 @@ def train_epoch(
     bar = tqdm(range(steps), desc=description, unit="batch", disable=not progress, leave=False)
     for step in bar:
         if step == hard_from and step > 0:
-            done = step * batch_size
-            drawn = draw_by_loss(example_losses, count - done, recipe.hard_example_share, generator)
-            order = torch.cat([order[:done], drawn.to(device)])
+            order = redraw_after(order, step * batch_size, example_losses, recipe.hard_example_share, generator)
         batch = order[step * batch_size : (step + 1) * batch_size]
         inputs, targets = augment(images[batch], recipe.augmentation), labels[batch]
         logits, loss = take_step(inputs, targets)
@@ -121,8 +108,7 @@ def train_epoch(
             if progress:
                 seen = part_seen[-1]
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{100 * correct.item() / seen:.2f}%")
-    sums = [0.0, *torch.stack(part_sums).tolist()]
-    seen = [0, *part_seen]
+    sums, seen = [0.0, *torch.stack(part_sums).tolist()], [0, *part_seen]
     curve = [(sums[i + 1] - sums[i]) / (seen[i + 1] - seen[i]) for i in range(len(part_seen))]
     return loss_sum.item() / count, 100 * correct.item() / count, curve
 
@@ -163,9 +149,8 @@ def fit(
     on_epoch: Callable[[EpochReport], object] = lambda report: None,
     precision: str = "auto",
 ) -> FitResult:
-    """Train a fresh MnistCNN on images (channels-last, on their device) as recipe says, in precision (auto, bf16
-    or fp32); hand each epoch's figures to on_epoch.
-    """
+    """Train a fresh MnistCNN on images (channels-last, on their device) as recipe says, in precision (auto, bf16,
+    fp32); hand each epoch's figures to on_epoch."""
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
     device = images.device
@@ -182,8 +167,7 @@ def fit(
             take_step, images, labels, recipe, generator, example_losses, hard_from, description, progress
         )
         seconds = time.perf_counter() - start
-        train_seconds += seconds
-        loss_curve += epoch_curve
+        train_seconds, loss_curve = train_seconds + seconds, loss_curve + epoch_curve
         on_epoch(EpochReport(epoch + 1, recipe.epochs, train_loss, train_accuracy, seconds))
     return FitResult(model, train_loss, train_accuracy, train_seconds, loss_curve)
 
@@ -233,8 +217,7 @@ def run_training(recipe: Recipe, args: argparse.Namespace) -> TrainResult:
 
 def print_summary(result: TrainResult) -> None:
     """Print the run's figures and where its files are."""
-    metrics = result.metadata["metrics"]
-    split = metrics["split"]
+    metrics, split = result.metadata["metrics"], result.metadata["metrics"]["split"]
     accuracy, loss, views, images = (metrics[f"{split}_{key}"] for key in ("accuracy", "loss", "views", "images"))
     one_view, one_view_loss = metrics[f"{split}_accuracy_one_view"], metrics[f"{split}_loss_one_view"]
     print(f"parameters       {result.metadata['num_parameters']:,}")
@@ -244,8 +227,7 @@ def print_summary(result: TrainResult) -> None:
     autocast = result.metadata["config"]["autocast"] or "float32"
     seconds, speed = metrics["train_seconds"], metrics["train_images_per_second"]
     print(f"training time    {seconds:.2f} s  ({speed:,.0f} images/s, {autocast})")
-    print(f"checkpoint       {result.checkpoint_path}")
-    print(f"metadata         {result.metadata_path}")
+    print(f"checkpoint       {result.checkpoint_path}\nmetadata         {result.metadata_path}")
 
 
 @cli.reports_errors(interrupted="no checkpoint written")

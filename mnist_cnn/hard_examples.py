@@ -41,6 +41,21 @@ def hardness(logits: torch.Tensor, targets: torch.Tensor, relative: bool = True)
     return losses / losses.mean().clamp_min(TINY_SUM) if relative else losses
 
 
+def epoch_order(example_losses: torch.Tensor, by_loss: bool, share: float, generator: torch.Generator) -> torch.Tensor:
+    """Return the order of an epoch's images on the CPU: drawn by loss from its first step (by_loss), else shuffled."""
+    if by_loss:
+        return draw_by_loss(example_losses, len(example_losses), share, generator)
+    return torch.randperm(len(example_losses), generator=generator)
+
+
+def redraw_after(
+    order: torch.Tensor, done: int, example_losses: torch.Tensor, share: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Return order (on its device) with its first done images kept and the rest drawn again by loss."""
+    drawn = draw_by_loss(example_losses, len(order) - done, share, generator)
+    return torch.cat([order[:done], drawn.to(order.device)])
+
+
 def draw_by_loss(example_losses: torch.Tensor, count: int, share: float, generator: torch.Generator) -> torch.Tensor:
     """Return count image indices drawn with replacement, on the CPU: share of the chance in proportion to
     example_losses (each image's relative loss when last trained on), the rest evenly.

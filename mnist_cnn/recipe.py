@@ -182,6 +182,12 @@ def recipe_for(epochs: int, **overrides: object) -> Recipe:
     return Recipe(epochs=epochs, **(length_fields | overrides))
 
 
+def default_help(name: str) -> str:
+    """Return "(default: ...)" for --help: recipe field name's value at one epoch and from LENGTH_TABLE's last row."""
+    long_from = LENGTH_TABLE[-1][0]
+    return f"(default: {getattr(recipe_for(1), name)}; from {long_from} epochs {getattr(recipe_for(long_from), name)})"
+
+
 def parse_override(text: str) -> tuple[str, object]:
     """Return (field, value) from 'field=value' for a number or true/false field of Recipe; raise ValueError.
 

@@ -316,8 +316,8 @@ MUTANTS = [
         "hard-example share ignored mid-run",
         "recipe settings",
         "train.py",
-        "drawn = draw_by_loss(example_losses, count - done, recipe.hard_example_share, generator)",
-        "drawn = draw_by_loss(example_losses, count - done, 0.5, generator)",
+        "order = redraw_after(order, step * batch_size, example_losses, recipe.hard_example_share, generator)",
+        "order = redraw_after(order, step * batch_size, example_losses, 0.5, generator)",
     ),
     Mutant(
         "hard examples ranked by their raw loss",
