@@ -48,7 +48,7 @@ def finite_between(low: float, high: float, low_open: bool = False, high_open: b
     return is_valid, f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
-def is_three_counts(value: tuple) -> bool:
+def is_three_counts(value: object) -> bool:
     """Return whether value is a tuple of three whole numbers of at least 1, as the model's channels must be."""
     is_counts = isinstance(value, tuple) and len(value) == 3
     return is_counts and all(type(count) is int and count >= 1 for count in value)
