@@ -8,6 +8,7 @@ INPUT_SHAPE = (1, IMAGE_SIDE, IMAGE_SIDE)
 NUM_CLASSES = 10
 PARAMETER_BUDGET = 25_000
 CHANNELS = (16, 16, 64)
+FIRST_PADDING = 0  # the strided first layer's: 0 gives maps of 12x12, then 6x6 and 3x3; 2 gives 14x14, 7x7, 3x3
 
 
 def check_input_shape(images: torch.Tensor) -> None:
@@ -46,35 +47,57 @@ class PerImageStandardize(nn.Module):
         return centred / (variance.sqrt() + self.eps)
 
 
+class FlattenChannelsLast(nn.Module):
+    """Flatten maps of shape (N, C, H, W) to (N, H * W * C), reading each position's channels together.
+
+    Channels-last maps (as training keeps them) flatten without a copy, and their gradients come back
+    channels-last, so that the backward pass of the layers before never mixes memory layouts, which
+    is slow on a CPU (docs/experiments.md).
+    """
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        """Return maps flattened position by position, each position's channels in order."""
+        return maps.permute(0, 2, 3, 1).flatten(1)
+
+
 class MnistCNN(nn.Module):
     """Map images of shape (N, 1, 28, 28), normalised with MNIST's mean and std, to logits of shape (N, 10).
 
-    The first layer is a 5x5 convolution with stride 2, or with full_resolution a 3x3 convolution
-    at 28x28, max-pooled, with batch norm: more work per image, which runs of several epochs can
-    afford (mnist_cnn/recipe.py says which run gets which). channels are the widths of the three
-    convolutions.
+    The first layer is a 5x5 convolution with stride 2 and first_padding (0, 1 or 2) pixels of zero
+    padding, giving maps of 12x12 (unpadded) to 14x14; or with full_resolution a 3x3 convolution at
+    28x28, max-pooled to 14x14, with batch norm: more work per image, which runs of several epochs
+    can afford (mnist_cnn/recipe.py says which run gets which). Two more convolutions, each max-pooled,
+    end at 3x3. channels are the widths of the three convolutions.
     """
 
-    def __init__(self, full_resolution: bool = False, channels: tuple[int, int, int] = CHANNELS) -> None:
+    def __init__(
+        self,
+        full_resolution: bool = False,
+        channels: tuple[int, int, int] = CHANNELS,
+        first_padding: int = FIRST_PADDING,
+    ) -> None:
         super().__init__()
-        self.full_resolution, self.channels = full_resolution, tuple(channels)
+        if first_padding not in (0, 1, 2):
+            raise ValueError(f"first_padding must be 0, 1 or 2, got {first_padding}")
+        self.full_resolution, self.channels, self.first_padding = full_resolution, tuple(channels), first_padding
         first, second, third = channels
         if full_resolution:
             first_layer = conv_pool_bn_relu(1, first)
         else:
-            first_layer = [nn.Conv2d(1, first, kernel_size=5, stride=2, padding=2), nn.ReLU(inplace=True)]
+            first_layer = [nn.Conv2d(1, first, kernel_size=5, stride=2, padding=first_padding), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(
             PerImageStandardize(),
-            *first_layer,  # 14x14
-            *conv_pool_bn_relu(first, second),  # 7x7
-            *conv_pool_bn_relu(second, third),  # 3x3
+            *first_layer,
+            *conv_pool_bn_relu(first, second),
+            *conv_pool_bn_relu(second, third),
         )
-        self.classifier = nn.Linear(third * 3 * 3, NUM_CLASSES)
+        self.flatten = FlattenChannelsLast()
+        self.classifier = nn.Linear(3 * 3 * third, NUM_CLASSES)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Return the logits of each image; raise ValueError for any other input shape."""
         check_input_shape(images)
-        return self.classifier(self.features(images).flatten(1))
+        return self.classifier(self.flatten(self.features(images)))
 
 
 def count_parameters(model: nn.Module) -> int:

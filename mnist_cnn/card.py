@@ -2,7 +2,6 @@
 
 import torch
 import yaml
-from torch import nn
 
 from mnist_cnn.data import MNIST_MEAN, MNIST_STD
 from model import INPUT_SHAPE, PARAMETER_BUDGET, MnistCNN, count_parameters
@@ -20,7 +19,7 @@ def layer_rows(model: MnistCNN) -> list[tuple[str, str, int]]:
     """Return (layer, output shape, parameters) for each layer of model, found by passing one image through it."""
     rows = []
     inputs = torch.zeros((1, *INPUT_SHAPE), device=next(model.parameters()).device)
-    layers = [*model.features, nn.Flatten(), model.classifier]
+    layers = [*model.features, model.flatten, model.classifier]
     with torch.no_grad():
         for layer in layers:
             inputs = layer(inputs)
@@ -160,7 +159,7 @@ Train accuracy over the last epoch, while training with label smoothing: {metric
 - `{name}.pt`: the weights and this run's metadata. Load it with the project's
   `mnist_cnn.checkpoint.load_checkpoint(path, device)`, which calls `torch.load(path, weights_only=True)`
   (it never runs code from the file) and builds `MnistCNN(**checkpoint["architecture"])`, here
-  `MnistCNN(full_resolution={model.full_resolution}, channels={model.channels})`.
+  `MnistCNN(full_resolution={model.full_resolution}, channels={model.channels}, first_padding={model.first_padding})`.
 - `{name}.json`: the same metadata without the weights (strict JSON).
 - `{name}.onnx`: written by `python export.py --checkpoint {name}.pt`; runs with onnxruntime, NumPy
   and Pillow alone, no PyTorch needed. Its metadata holds the test accuracy, the mean and the std.

@@ -26,6 +26,9 @@ from model import MnistCNN, count_parameters
 CHECKPOINT_PREFIX = "mnist_cnn_"
 MODELS_DIR = Path("models")
 CHANNELS_BEFORE_RECORDED = (16, 32, 48)  # the channels of every model before checkpoints recorded them
+# Models saved before checkpoints recorded first_padding padded their strided first layer by 2 pixels, and
+# their classifiers read the features channel by channel: loading reorders those weights for MnistCNN.
+FIRST_PADDING_BEFORE_RECORDED = 2
 
 
 class CheckpointError(BadInput):
@@ -126,14 +129,25 @@ def recorded_architecture(checkpoint: dict) -> dict | None:
     """Return the MnistCNN arguments a checkpoint records, or None when it records none.
 
     This code stores them under "architecture"; checkpoints written before it kept the same
-    choice as config["full_resolution"]. Those that record no channels have CHANNELS_BEFORE_RECORDED.
+    choice as config["full_resolution"]. Those that record no channels have CHANNELS_BEFORE_RECORDED,
+    those that record no first_padding FIRST_PADDING_BEFORE_RECORDED.
     """
+    before = {"channels": CHANNELS_BEFORE_RECORDED, "first_padding": FIRST_PADDING_BEFORE_RECORDED}
     if isinstance(checkpoint.get("architecture"), dict):
-        return {"channels": CHANNELS_BEFORE_RECORDED, **checkpoint["architecture"]}
+        return before | checkpoint["architecture"]
     config = checkpoint.get("config")
     if isinstance(config, dict) and isinstance(config.get("full_resolution"), bool):
-        return {"full_resolution": config["full_resolution"], "channels": CHANNELS_BEFORE_RECORDED}
+        return before | {"full_resolution": config["full_resolution"]}
     return None
+
+
+def classifier_reading_channels_last(state: dict, channels: int) -> dict:
+    """Return a state dict saved before first_padding was recorded with its classifier's weights reordered from
+    the features read channel by channel (C, H, W) to position by position (H, W, C), as MnistCNN reads them.
+    """
+    weight = state["classifier.weight"]
+    reordered = weight.unflatten(1, (channels, -1)).transpose(1, 2).flatten(1)
+    return state | {"classifier.weight": reordered}
 
 
 def load_checkpoint(path: Path | str, device: torch.device) -> tuple[MnistCNN, dict]:
@@ -162,10 +176,14 @@ def load_checkpoint(path: Path | str, device: torch.device) -> tuple[MnistCNN, d
         raise CheckpointError(
             f"{path} does not record its architecture (written before 27 November 2026); train a new one"
         )
+    state = checkpoint["model_state_dict"]
     try:
         model = MnistCNN(**architecture).to(device=device, memory_format=torch.channels_last)
-        model.load_state_dict(checkpoint["model_state_dict"])
-    except (TypeError, RuntimeError):
+        recorded = checkpoint.get("architecture")
+        if not (isinstance(recorded, dict) and "first_padding" in recorded):
+            state = classifier_reading_channels_last(state, model.channels[-1])
+        model.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError):
         raise CheckpointError(f"{path} holds weights of another architecture than MnistCNN in model.py") from None
     metadata = {key: value for key, value in checkpoint.items() if key != "model_state_dict"}
     return model.eval(), metadata
@@ -216,7 +234,11 @@ def run_metadata(metrics: dict, recipe: Recipe, config: dict, model: MnistCNN) -
         "metrics": metrics,
         "recipe": asdict(recipe) | {"channels": list(recipe.channels)},  # a list, as the JSON beside it holds it
         "config": config,
-        "architecture": {"full_resolution": model.full_resolution, "channels": list(model.channels)},
+        "architecture": {
+            "full_resolution": model.full_resolution,
+            "channels": list(model.channels),
+            "first_padding": model.first_padding,
+        },
         "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
         "num_parameters": count_parameters(model),
         "timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

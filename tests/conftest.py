@@ -156,7 +156,7 @@ def bad_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     """
     folder = tmp_path_factory.mktemp("bad-checkpoints")
     good = folder / "good.pt"
-    architecture = {"full_resolution": False, "channels": list(MnistCNN().channels)}
+    architecture = {"full_resolution": False, "channels": list(MnistCNN().channels), "first_padding": 0}
     torch.save({"model_state_dict": MnistCNN().state_dict(), "architecture": architecture}, good)
     data = good.read_bytes()
     (folder / "truncated.pt").write_bytes(data[: len(data) // 2])

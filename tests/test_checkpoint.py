@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,40 +20,49 @@ from model import MnistCNN
 def test_loads_a_good_checkpoint(bad_checkpoints: dict[str, Path]) -> None:
     model, metadata = load_checkpoint(bad_checkpoints["missing"].parent / "good.pt", torch.device("cpu"))
     assert isinstance(model, MnistCNN) and not model.training
-    assert metadata == {"architecture": {"full_resolution": False, "channels": list(MnistCNN().channels)}}
+    assert metadata == {
+        "architecture": {"full_resolution": False, "channels": list(MnistCNN().channels), "first_padding": 0}
+    }
 
 
-def saved_model(folder: Path, full_resolution: bool, layout: str) -> tuple[Path, MnistCNN]:
-    """Save a fresh model as this code does (architecture with channels), as it did before channels were recorded
-    (architecture alone: the channels were (16, 32, 48)) or before the recipe (config); return the file and model.
+def saved_model(folder: Path, full_resolution: bool, layout: str) -> tuple[Path, MnistCNN, Callable]:
+    """Save a fresh model as this code does, or in a layout of before; return the file, the model and its logits.
+
+    Layouts of before: without first_padding (padding 2, the classifier reading the features channel by
+    channel), also without channels (which were (16, 32, 48)), or with the choice in config (before the recipe).
     """
     channels = (8, 16, 24) if layout == "this-format" else (16, 32, 48)
-    model = MnistCNN(full_resolution, channels).eval()
+    padding = 1 if layout == "this-format" else 2
+    model = MnistCNN(full_resolution, channels, padding).eval()
     recorded = {"full_resolution": full_resolution}
     where = {
-        "this-format": {"architecture": {**recorded, "channels": list(channels)}},
+        "this-format": {"architecture": {**recorded, "channels": list(channels), "first_padding": padding}},
+        "before-first-padding": {"architecture": {**recorded, "channels": list(channels)}},
         "before-channels": {"architecture": recorded},
         "before-the-recipe": {"config": {"seed": 0, **recorded}},
     }[layout]
     path = folder / f"model-{full_resolution}-{layout}.pt"
     torch.save({"model_state_dict": model.state_dict(), **where}, path)
-    return path, model
+    if layout == "this-format":
+        return path, model, model
+    return path, model, lambda images: model.classifier(model.features(images).flatten(1))  # channel by channel
 
 
-@pytest.mark.parametrize("layout", ["this-format", "before-channels", "before-the-recipe"])
+@pytest.mark.parametrize("layout", ["this-format", "before-first-padding", "before-channels", "before-the-recipe"])
 @pytest.mark.parametrize("full_resolution", [False, True])
 def test_loading_builds_the_recorded_architecture(full_resolution: bool, layout: str, tmp_path: Path) -> None:
-    path, saved = saved_model(tmp_path, full_resolution, layout)
+    path, saved, logits = saved_model(tmp_path, full_resolution, layout)
     model, _ = load_checkpoint(path, torch.device("cpu"))
-    assert model.full_resolution == full_resolution and model.channels == saved.channels
+    assert (model.full_resolution, model.channels) == (full_resolution, saved.channels)
+    assert model.first_padding == saved.first_padding
     images = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
-        torch.testing.assert_close(model(images), saved(images))
+        torch.testing.assert_close(model(images), logits(images))
 
 
 @pytest.mark.parametrize("full_resolution", [False, True])
 def test_readme_loading_snippet_loads_either_architecture(full_resolution: bool, tmp_path: Path) -> None:
-    path, saved = saved_model(tmp_path, full_resolution, "this-format")
+    path, saved, _ = saved_model(tmp_path, full_resolution, "this-format")
     snippet = readme_python_block("load_checkpoint")
     quoted = re.search(r'"(models/mnist_cnn_[^"]+\.pt)"', snippet).group(1)
     namespace = {}

@@ -8,8 +8,8 @@ from mnist_cnn import cost
 from mnist_cnn.recipe import recipe_for
 
 # Multiply-adds of one image's forward pass through the default network, from its shapes (model.py).
-FORWARD_MACS = 14 * 14 * 16 * 5 * 5 + 14 * 14 * 16 * 16 * 9 + 7 * 7 * 64 * 16 * 9 + 64 * 9 * 10
-FIRST_LAYER_MACS = 14 * 14 * 16 * 5 * 5  # its input needs no gradient
+FORWARD_MACS = 12 * 12 * 16 * 5 * 5 + 12 * 12 * 16 * 16 * 9 + 6 * 6 * 64 * 16 * 9 + 64 * 9 * 10
+FIRST_LAYER_MACS = 12 * 12 * 16 * 5 * 5  # its input needs no gradient
 SMALL_BATCH = replace(recipe_for(1), batch_size=16)  # the same work an image, counted quickly
 
 
@@ -35,3 +35,4 @@ def test_cost_grows_with_width_and_the_first_layer_at_full_resolution() -> None:
     small = cost.step_flops(SMALL_BATCH)
     assert cost.step_flops(replace(SMALL_BATCH, width=0.5)) < 0.3 * small  # about a quarter
     assert cost.step_flops(replace(SMALL_BATCH, full_resolution=True)) > small
+    assert cost.step_flops(replace(SMALL_BATCH, first_padding=2)) > 1.3 * small  # maps of 14x14, not 12x12

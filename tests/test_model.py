@@ -72,3 +72,30 @@ def test_standardisation_gives_each_image_the_mean_and_deviation_of_torchs_formu
     layer = PerImageStandardize()
     expected = (images - images.mean((1, 2, 3), keepdim=True)) / (images.std((1, 2, 3), keepdim=True) + layer.eps)
     torch.testing.assert_close(layer(images), expected)
+
+
+@pytest.mark.parametrize(("padding", "side"), [(0, 12), (1, 13), (2, 14)])
+def test_the_first_padding_sets_the_side_of_the_first_maps(padding: int, side: int) -> None:
+    first_layer = MnistCNN(first_padding=padding).features[:3]  # standardisation, strided convolution, ReLU
+    assert first_layer(torch.randn(2, 1, 28, 28)).shape == (2, 16, side, side)
+
+
+@pytest.mark.parametrize("padding", [-1, 3])
+def test_a_first_padding_that_leaves_no_3x3_maps_is_refused(padding: int) -> None:
+    with pytest.raises(ValueError, match="first_padding must be 0, 1 or 2"):
+        MnistCNN(first_padding=padding)
+
+
+@pytest.mark.parametrize("full_resolution", [False, True])
+def test_the_gradient_of_channels_last_features_comes_back_channels_last(full_resolution: bool) -> None:
+    model = MnistCNN(full_resolution).to(memory_format=torch.channels_last)
+    features = model.features(torch.randn(4, 1, 28, 28).to(memory_format=torch.channels_last))
+    layouts = []
+    features.register_hook(lambda grad: layouts.append(grad.is_contiguous(memory_format=torch.channels_last)))
+    model.classifier(model.flatten(features)).sum().backward()
+    assert layouts == [True]
+
+
+def test_the_classifier_reads_each_positions_channels_together() -> None:
+    maps = torch.arange(2 * 3 * 2 * 2).view(2, 3, 2, 2)
+    assert MnistCNN().flatten(maps)[0, :6].tolist() == [0, 4, 8, 1, 5, 9]  # position (0, 0), then (0, 1)

@@ -133,6 +133,8 @@ LINES = [
     ("width", 1e-3, 0.0),
     ("width", 4.0, 4.001),
     ("channels", (1, 1, 1), (1, 0, 1)),
+    ("first_padding", 0, -1),
+    ("first_padding", 2, 3),
     ("hard_example_share", 0.0, -1e-9),
     ("hard_example_share", 1.0, 1.001),
     ("hard_examples_from", 0.0, -1e-9),

@@ -43,7 +43,7 @@ def test_checkpoint_has_timestamped_name_and_metadata(
 
 def test_run_stores_its_whole_recipe_and_architecture(trained: train.TrainResult) -> None:
     assert trained.metadata["recipe"] == asdict(recipe_for(1)) | {"channels": [16, 16, 64]}
-    assert trained.metadata["architecture"] == {"full_resolution": False, "channels": [16, 16, 64]}
+    assert trained.metadata["architecture"] == {"full_resolution": False, "channels": [16, 16, 64], "first_padding": 0}
 
 
 def test_json_matches_checkpoint(trained: train.TrainResult) -> None:
@@ -77,6 +77,7 @@ CHANGED_SETTINGS = {
     "full_resolution": True,
     "width": 0.5,
     "channels": (16, 32, 48),
+    "first_padding": 2,
     "hard_example_share": 0.0,
     "hard_examples_from": 0.25,
     "relative_losses": False,
