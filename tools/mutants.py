@@ -46,6 +46,27 @@ MUTANTS = [
         "return centred",
     ),
     Mutant(
+        "classifier reads channel by channel",
+        "model",
+        "model.py",
+        "return maps.permute(0, 2, 3, 1).flatten(1)",
+        "return maps.flatten(1)",
+    ),
+    Mutant(
+        "older checkpoints' classifier not reordered",
+        "checkpoint loading",
+        "mnist_cnn/checkpoint.py",
+        'return state | {"classifier.weight": reordered}',
+        "return state",
+    ),
+    Mutant(
+        "older checkpoints loaded unpadded",
+        "checkpoint loading",
+        "mnist_cnn/checkpoint.py",
+        "FIRST_PADDING_BEFORE_RECORDED = 2",
+        "FIRST_PADDING_BEFORE_RECORDED = 0",
+    ),
+    Mutant(
         "validation inside the training images",
         "validation split",
         "mnist_cnn/data.py",
