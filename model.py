@@ -9,12 +9,18 @@ NUM_CLASSES = 10
 PARAMETER_BUDGET = 25_000
 CHANNELS = (16, 16, 64)
 FIRST_PADDING = 0  # the strided first layer's: 0 gives maps of 12x12, then 6x6 and 3x3; 2 gives 14x14, 7x7, 3x3
+FIRST_PADDINGS = (0, 1, 2)  # more than half the 5x5 kernel would only add rows of zeros
 
 
 def check_input_shape(images: torch.Tensor) -> None:
     """Raise ValueError unless images is a batch of shape (N, 1, 28, 28) with N >= 1."""
     if images.dim() != 4 or tuple(images.shape[1:]) != INPUT_SHAPE or images.shape[0] < 1:
         raise ValueError(f"MnistCNN expects input of shape (N, 1, 28, 28) with N >= 1, got {tuple(images.shape)}")
+
+
+def is_first_padding(value: object) -> bool:
+    """Return whether value is a whole number in FIRST_PADDINGS (not a bool or a float that equals one)."""
+    return type(value) is int and value in FIRST_PADDINGS
 
 
 def conv_pool_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -63,7 +69,7 @@ class FlattenChannelsLast(nn.Module):
 class MnistCNN(nn.Module):
     """Map images of shape (N, 1, 28, 28), normalised with MNIST's mean and std, to logits of shape (N, 10).
 
-    The first layer is a 5x5 convolution with stride 2 and first_padding (0, 1 or 2) pixels of zero
+    The first layer is a 5x5 convolution with stride 2 and first_padding (FIRST_PADDINGS) pixels of zero
     padding, giving maps of 12x12 (unpadded) to 14x14; or with full_resolution a 3x3 convolution at
     28x28, max-pooled to 14x14, with batch norm: more work per image, which runs of several epochs
     can afford (mnist_cnn/recipe.py says which run gets which). Two more convolutions, each max-pooled,
@@ -77,8 +83,8 @@ class MnistCNN(nn.Module):
         first_padding: int = FIRST_PADDING,
     ) -> None:
         super().__init__()
-        if first_padding not in (0, 1, 2):
-            raise ValueError(f"first_padding must be 0, 1 or 2, got {first_padding}")
+        if not is_first_padding(first_padding):
+            raise ValueError(f"first_padding must be one of {FIRST_PADDINGS}, got {first_padding!r}")
         self.full_resolution, self.channels, self.first_padding = full_resolution, tuple(channels), first_padding
         first, second, third = channels
         if full_resolution:

@@ -141,12 +141,18 @@ def recorded_architecture(checkpoint: dict) -> dict | None:
     return None
 
 
-def classifier_reading_channels_last(state: dict, channels: int) -> dict:
-    """Return a state dict saved before first_padding was recorded with its classifier's weights reordered from
-    the features read channel by channel (C, H, W) to position by position (H, W, C), as MnistCNN reads them.
-    """
-    weight = state["classifier.weight"]
-    reordered = weight.unflatten(1, (channels, -1)).transpose(1, 2).flatten(1)
+def reads_channel_by_channel(checkpoint: dict) -> bool:
+    """Return whether a checkpoint's classifier reads the features channel by channel: it records no first_padding."""
+    recorded = checkpoint.get("architecture")
+    return not (isinstance(recorded, dict) and "first_padding" in recorded)
+
+
+def classifier_reading_channels_last(state: dict, last_channels: int) -> dict:
+    """Return state with its classifier's weights reordered from reading (C, H, W) to (H, W, C); raise ValueError."""
+    weight = state.get("classifier.weight")
+    if not (isinstance(weight, torch.Tensor) and weight.dim() == 2 and weight.shape[1] % last_channels == 0):
+        raise ValueError("no classifier weights of the shape (classes, features)")
+    reordered = weight.unflatten(1, (last_channels, -1)).transpose(1, 2).flatten(1)
     return state | {"classifier.weight": reordered}
 
 
@@ -176,14 +182,20 @@ def load_checkpoint(path: Path | str, device: torch.device) -> tuple[MnistCNN, d
         raise CheckpointError(
             f"{path} does not record its architecture (written before 27 November 2026); train a new one"
         )
+    try:
+        with torch.device("meta"):  # shapes alone: a recorded architecture cannot make this allocate more than the file
+            shapes = {name: tensor.shape for name, tensor in MnistCNN(**architecture).state_dict().items()}
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path} records an architecture that MnistCNN cannot build: {error}") from None
     state = checkpoint["model_state_dict"]
     try:
+        if reads_channel_by_channel(checkpoint):
+            state = classifier_reading_channels_last(state, architecture["channels"][-1])
+        if {name: getattr(tensor, "shape", None) for name, tensor in state.items()} != shapes:
+            raise ValueError("other tensors or shapes")
         model = MnistCNN(**architecture).to(device=device, memory_format=torch.channels_last)
-        recorded = checkpoint.get("architecture")
-        if not (isinstance(recorded, dict) and "first_padding" in recorded):
-            state = classifier_reading_channels_last(state, model.channels[-1])
         model.load_state_dict(state)
-    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError):
+    except (ValueError, RuntimeError):
         raise CheckpointError(f"{path} holds weights of another architecture than MnistCNN in model.py") from None
     metadata = {key: value for key, value in checkpoint.items() if key != "model_state_dict"}
     return model.eval(), metadata

@@ -144,6 +144,11 @@ BAD_CHECKPOINTS = {
     "foreign": "weights of another architecture",
     "no_state": "has no model_state_dict",
     "no_architecture": "does not record its architecture",
+    "padding_true": "records an architecture that MnistCNN cannot build",
+    "padding_text": "records an architecture that MnistCNN cannot build",
+    "padding_five": "records an architecture that MnistCNN cannot build",
+    "huge_channels": "weights of another architecture",
+    "flat_classifier": "weights of another architecture",
     "unsafe": "refused to load",
     "folder": "is a folder",
 }
@@ -164,6 +169,14 @@ def bad_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     torch.save({"model_state_dict": foreign, "architecture": {"full_resolution": False}}, folder / "foreign.pt")
     torch.save({"weights": torch.zeros(3)}, folder / "no_state.pt")
     torch.save({"model_state_dict": MnistCNN().state_dict()}, folder / "no_architecture.pt")
+    for case, padding in {"padding_true": True, "padding_text": "0", "padding_five": 5}.items():
+        recorded = architecture | {"first_padding": padding}
+        torch.save({"model_state_dict": MnistCNN().state_dict(), "architecture": recorded}, folder / f"{case}.pt")
+    huge = architecture | {"channels": [100_000, 100_000, 100_000]}  # 360 GB of weights, were they built
+    torch.save({"model_state_dict": MnistCNN().state_dict(), "architecture": huge}, folder / "huge_channels.pt")
+    flat = MnistCNN().state_dict() | {"classifier.weight": torch.zeros(5760)}  # recorded before first_padding
+    before = {"full_resolution": False, "channels": architecture["channels"]}
+    torch.save({"model_state_dict": flat, "architecture": before}, folder / "flat_classifier.pt")
     torch.save({"model_state_dict": RunsCode(folder / "executed")}, folder / "unsafe.pt")
     (folder / "folder.pt").mkdir()
     return {case: folder / f"{case}.pt" for case in BAD_CHECKPOINTS}

@@ -35,4 +35,4 @@ def test_cost_grows_with_width_and_the_first_layer_at_full_resolution() -> None:
     small = cost.step_flops(SMALL_BATCH)
     assert cost.step_flops(replace(SMALL_BATCH, width=0.5)) < 0.3 * small  # about a quarter
     assert cost.step_flops(replace(SMALL_BATCH, full_resolution=True)) > small
-    assert cost.step_flops(replace(SMALL_BATCH, first_padding=2)) > 1.3 * small  # maps of 14x14, not 12x12
+    assert cost.step_flops(replace(SMALL_BATCH, first_padding=2)) > 1.25 * small  # 14x14 maps: (14 / 12)² the work

@@ -80,9 +80,9 @@ def test_the_first_padding_sets_the_side_of_the_first_maps(padding: int, side: i
     assert first_layer(torch.randn(2, 1, 28, 28)).shape == (2, 16, side, side)
 
 
-@pytest.mark.parametrize("padding", [-1, 3])
-def test_a_first_padding_that_leaves_no_3x3_maps_is_refused(padding: int) -> None:
-    with pytest.raises(ValueError, match="first_padding must be 0, 1 or 2"):
+@pytest.mark.parametrize("padding", [-1, 3, True, 1.0, "1"])
+def test_a_first_padding_past_half_the_kernel_or_not_a_whole_number_is_refused(padding: object) -> None:
+    with pytest.raises(ValueError, match=r"first_padding must be one of \(0, 1, 2\)"):
         MnistCNN(first_padding=padding)
 
 

@@ -135,6 +135,7 @@ LINES = [
     ("channels", (1, 1, 1), (1, 0, 1)),
     ("first_padding", 0, -1),
     ("first_padding", 2, 3),
+    ("first_padding", 1, True),
     ("hard_example_share", 0.0, -1e-9),
     ("hard_example_share", 1.0, 1.001),
     ("hard_examples_from", 0.0, -1e-9),
