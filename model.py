@@ -18,6 +18,12 @@ def check_input_shape(images: torch.Tensor) -> None:
         raise ValueError(f"MnistCNN expects input of shape (N, 1, 28, 28) with N >= 1, got {tuple(images.shape)}")
 
 
+def is_channel_counts(value: object) -> bool:
+    """Return whether value is a tuple of three whole numbers of at least 1, as the model's channels must be."""
+    is_counts = isinstance(value, tuple) and len(value) == 3
+    return is_counts and all(type(count) is int and count >= 1 for count in value)
+
+
 def is_first_padding(value: object) -> bool:
     """Return whether value is a whole number in FIRST_PADDINGS (not a bool or a float that equals one)."""
     return type(value) is int and value in FIRST_PADDINGS
@@ -83,9 +89,14 @@ class MnistCNN(nn.Module):
         first_padding: int = FIRST_PADDING,
     ) -> None:
         super().__init__()
+        channels = tuple(channels) if isinstance(channels, list) else channels  # as JSON and checkpoints hold them
+        if type(full_resolution) is not bool:
+            raise ValueError(f"full_resolution must be True or False, got {full_resolution!r}")
+        if not is_channel_counts(channels):
+            raise ValueError(f"channels must be three whole numbers of at least 1, got {channels!r}")
         if not is_first_padding(first_padding):
             raise ValueError(f"first_padding must be one of {FIRST_PADDINGS}, got {first_padding!r}")
-        self.full_resolution, self.channels, self.first_padding = full_resolution, tuple(channels), first_padding
+        self.full_resolution, self.channels, self.first_padding = full_resolution, channels, first_padding
         first, second, third = channels
         if full_resolution:
             first_layer = conv_pool_bn_relu(1, first)

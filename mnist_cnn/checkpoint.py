@@ -29,6 +29,7 @@ CHANNELS_BEFORE_RECORDED = (16, 32, 48)  # the channels of every model before ch
 # Models saved before checkpoints recorded first_padding padded their strided first layer by 2 pixels, and
 # their classifiers read the features channel by channel: loading reorders those weights for MnistCNN.
 FIRST_PADDING_BEFORE_RECORDED = 2
+MAX_REASON_CHARACTERS = 200  # of an error from building a recorded architecture, quoted in the refusal
 
 
 class CheckpointError(BadInput):
@@ -184,13 +185,15 @@ def load_checkpoint(path: Path | str, device: torch.device) -> tuple[MnistCNN, d
         )
     try:
         with torch.device("meta"):  # shapes alone: a recorded architecture cannot make this allocate more than the file
-            shapes = {name: tensor.shape for name, tensor in MnistCNN(**architecture).state_dict().items()}
+            shapes_of = MnistCNN(**architecture)
     except (TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path} records an architecture that MnistCNN cannot build: {error}") from None
+        reason = str(error).splitlines()[0][:MAX_REASON_CHARACTERS]
+        raise CheckpointError(f"{path} records an architecture that MnistCNN cannot build: {reason}") from None
+    shapes = {name: tensor.shape for name, tensor in shapes_of.state_dict().items()}
     state = checkpoint["model_state_dict"]
     try:
         if reads_channel_by_channel(checkpoint):
-            state = classifier_reading_channels_last(state, architecture["channels"][-1])
+            state = classifier_reading_channels_last(state, shapes_of.channels[-1])
         if {name: getattr(tensor, "shape", None) for name, tensor in state.items()} != shapes:
             raise ValueError("other tensors or shapes")
         model = MnistCNN(**architecture).to(device=device, memory_format=torch.channels_last)

@@ -4,7 +4,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from mnist_cnn.inference import VIEW_CHOICES
-from model import CHANNELS, FIRST_PADDING, FIRST_PADDINGS, MnistCNN, is_first_padding
+from model import CHANNELS, FIRST_PADDING, FIRST_PADDINGS, MnistCNN, is_channel_counts, is_first_padding
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,6 @@ def finite_between(low: float, high: float, low_open: bool = False, high_open: b
     return is_valid, f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
-def is_three_counts(value: object) -> bool:
-    """Return whether value is a tuple of three whole numbers of at least 1, as the model's channels must be."""
-    is_counts = isinstance(value, tuple) and len(value) == 3
-    return is_counts and all(type(count) is int and count >= 1 for count in value)
-
-
 VALID_SETTINGS = {
     "epochs": (lambda value: value >= 1, "at least 1"),
     "batch_size": (lambda value: value >= 1, "at least 1"),
@@ -64,7 +58,7 @@ VALID_SETTINGS = {
     "warmup_fraction": finite_between(0, 1, low_open=True, high_open=True),
     "label_smoothing": finite_between(0, 1, high_open=True),
     "width": finite_between(0, 4, low_open=True),
-    "channels": (is_three_counts, "three counts >= 1"),
+    "channels": (is_channel_counts, "three counts >= 1"),
     "first_padding": (is_first_padding, f"one of {FIRST_PADDINGS}"),
     "hard_example_share": finite_between(0, 1),
     "hard_examples_from": finite_between(0, 1),

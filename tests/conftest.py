@@ -148,6 +148,10 @@ BAD_CHECKPOINTS = {
     "padding_text": "records an architecture that MnistCNN cannot build",
     "padding_five": "records an architecture that MnistCNN cannot build",
     "huge_channels": "weights of another architecture",
+    "channels_zero": "records an architecture that MnistCNN cannot build",
+    "channels_dict": "records an architecture that MnistCNN cannot build",
+    "channels_past_memory": "records an architecture that MnistCNN cannot build",
+    "resolution_text": "records an architecture that MnistCNN cannot build",
     "flat_classifier": "weights of another architecture",
     "unsafe": "refused to load",
     "folder": "is a folder",
@@ -171,6 +175,14 @@ def bad_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     torch.save({"model_state_dict": MnistCNN().state_dict()}, folder / "no_architecture.pt")
     for case, padding in {"padding_true": True, "padding_text": "0", "padding_five": 5}.items():
         recorded = architecture | {"first_padding": padding}
+        torch.save({"model_state_dict": MnistCNN().state_dict(), "architecture": recorded}, folder / f"{case}.pt")
+    odd = {  # recorded before first_padding, so that loading would reorder the classifier
+        "channels_zero": {"full_resolution": False, "channels": [16, 16, 0]},
+        "channels_dict": {"full_resolution": False, "channels": {16: 0, 16.5: 0, 64: 0}},
+        "channels_past_memory": {"full_resolution": False, "channels": [10**30, 16, 64]},
+        "resolution_text": {"full_resolution": "no", "channels": [16, 16, 64]},
+    }
+    for case, recorded in odd.items():
         torch.save({"model_state_dict": MnistCNN().state_dict(), "architecture": recorded}, folder / f"{case}.pt")
     huge = architecture | {"channels": [100_000, 100_000, 100_000]}  # 360 GB of weights, were they built
     torch.save({"model_state_dict": MnistCNN().state_dict(), "architecture": huge}, folder / "huge_channels.pt")

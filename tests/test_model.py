@@ -99,3 +99,21 @@ def test_the_gradient_of_channels_last_features_comes_back_channels_last(full_re
 def test_the_classifier_reads_each_positions_channels_together() -> None:
     maps = torch.arange(2 * 3 * 2 * 2).view(2, 3, 2, 2)
     assert MnistCNN().flatten(maps)[0, :6].tolist() == [0, 4, 8, 1, 5, 9]  # position (0, 0), then (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        ({"channels": (16, 16, 0)}, "channels must be three whole numbers"),
+        ({"channels": (16, 16)}, "channels must be three whole numbers"),
+        ({"channels": (16, 16.0, 64)}, "channels must be three whole numbers"),
+        ({"full_resolution": "no"}, "full_resolution must be True or False"),
+    ],
+)
+def test_an_architecture_no_model_can_have_is_refused(arguments: dict, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        MnistCNN(**arguments)
+
+
+def test_channels_as_a_list_build_the_same_model() -> None:
+    assert MnistCNN(channels=[8, 16, 24]).channels == (8, 16, 24)
