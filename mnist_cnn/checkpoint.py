@@ -184,19 +184,19 @@ def load_checkpoint(path: Path | str, device: torch.device) -> tuple[MnistCNN, d
             f"{path} does not record its architecture (written before 27 November 2026); train a new one"
         )
     try:
-        with torch.device("meta"):  # shapes alone: a recorded architecture cannot make this allocate more than the file
-            shapes_of = MnistCNN(**architecture)
+        with torch.device("meta"):  # shapes alone, no memory: allocated once they match the file's tensors
+            model = MnistCNN(**architecture)
     except (TypeError, ValueError, RuntimeError) as error:
         reason = str(error).splitlines()[0][:MAX_REASON_CHARACTERS]
         raise CheckpointError(f"{path} records an architecture that MnistCNN cannot build: {reason}") from None
-    shapes = {name: tensor.shape for name, tensor in shapes_of.state_dict().items()}
+    shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}
     state = checkpoint["model_state_dict"]
     try:
         if reads_channel_by_channel(checkpoint):
-            state = classifier_reading_channels_last(state, shapes_of.channels[-1])
+            state = classifier_reading_channels_last(state, model.channels[-1])
         if {name: getattr(tensor, "shape", None) for name, tensor in state.items()} != shapes:
             raise ValueError("other tensors or shapes")
-        model = MnistCNN(**architecture).to(device=device, memory_format=torch.channels_last)
+        model = model.to_empty(device=device).to(memory_format=torch.channels_last)
         model.load_state_dict(state)
     except (ValueError, RuntimeError):
         raise CheckpointError(f"{path} holds weights of another architecture than MnistCNN in model.py") from None
